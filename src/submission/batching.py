@@ -1,0 +1,90 @@
+"""Batching: the batches the trainer feeds the model, exact or packed.
+
+Exact mode stacks the course's per-item tensors: full block_size-1 rows, most
+of them padding (only 47 % of pretraining positions and under 40 % of
+finetuning positions carry a target). The fast path drops each example's
+trailing padding and packs several examples into one row, with `pos` giving
+every token's position inside its own example; model.py turns `pos` into
+per-example attention. Since the loss ignores padding, the packed batch holds
+exactly the unpacked batch's targets and gives the same loss.
+
+The fast examples are built from the same random draws as the per-item ones
+(dataset.corruption_spans), on ids encoded once, with no per-character
+Python loop.
+"""
+import torch
+
+from .dataset import CharCorruptionDataset, corruption_spans
+
+
+def make_batch(dataset, indices, exact):
+    """(x, y, pos) for the given dataset indices; pos is None in exact mode."""
+    if exact:
+        xs, ys = zip(*(dataset[i] for i in indices))
+        return torch.stack(xs), torch.stack(ys), None
+    return pack([trimmed_example(dataset, i) for i in indices], dataset.block_size - 1)
+
+
+def encode(text, stoi):
+    """Ids of every character of text, through a lookup table (no per-char loop)."""
+    codes = torch.frombuffer(bytearray(text.encode('utf-32-le')), dtype=torch.int32).long()
+    table = torch.full((max(map(ord, stoi)) + 1,), -1, dtype=torch.long)
+    table[torch.tensor([ord(c) for c in stoi])] = torch.tensor(list(stoi.values()))
+    if len(codes) and int(codes.max()) >= len(table):
+        raise KeyError('character outside the vocabulary')
+    ids = table[codes]
+    if (ids < 0).any():
+        raise KeyError('character outside the vocabulary')
+    return ids
+
+
+def trimmed_example(dataset, idx):
+    """dataset[idx] without its trailing padding: (x, y) of equal length."""
+    if isinstance(dataset, CharCorruptionDataset):
+        if not hasattr(dataset, '_ids'):
+            dataset._ids = [encode(doc, dataset.stoi) for doc in dataset.data]
+        doc = dataset._ids[idx]
+        kept, start, masked = corruption_spans(len(doc), dataset.block_size)
+        mask = torch.ones(1, dtype=torch.long)  # id 1 is MASK
+        s = torch.cat([doc[:start], mask, doc[start + masked:kept], mask,
+                       doc[start:start + masked], mask])
+        return s[:-1], s[1:]
+    # Finetuning items are fixed: build them once with the course's own __getitem__.
+    if not hasattr(dataset, '_trimmed'):
+        dataset._trimmed = []
+        for i in range(len(dataset)):
+            x, y = dataset[i]
+            n = int(y.nonzero().max()) + 1
+            dataset._trimmed.append((x[:n], y[:n]))
+    return dataset._trimmed[idx]
+
+
+def pack(examples, width):
+    """Pack (x, y) examples into rows of at most `width` tokens (first fit, longest first)."""
+    order = sorted(range(len(examples)), key=lambda i: -len(examples[i][0]))
+    rows, fill = [], []
+    for i in order:
+        n = len(examples[i][0])
+        for r in range(len(rows)):
+            if fill[r] + n <= width:
+                rows[r].append(i)
+                fill[r] += n
+                break
+        else:
+            rows.append([i])
+            fill.append(n)
+    T = max(fill)
+    # Padding keeps id 0 (ignored by the loss) and pos 0 (a one-token example of its own).
+    x = torch.zeros(len(rows), T, dtype=torch.long)
+    y = torch.zeros(len(rows), T, dtype=torch.long)
+    pos = torch.zeros(len(rows), T, dtype=torch.long)
+    for r, members in enumerate(rows):
+        at = 0
+        for i in members:
+            ex, ey = examples[i]
+            n = len(ex)
+            x[r, at:at + n] = ex
+            y[r, at:at + n] = ey
+            pos[r, at:at + n] = torch.arange(n)
+            at += n
+    return x, y, pos

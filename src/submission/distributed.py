@@ -1,0 +1,67 @@
+"""Distributed: torch.distributed set-up for runs launched with torchrun.
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them everything here
+is a single-process no-op. GPUs use NCCL, CPUs gloo. Only rank 0 writes files.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def world_size():
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def rank():
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def is_main():
+    return rank() == 0
+
+
+def launched_by_torchrun():
+    return 'RANK' in os.environ and 'WORLD_SIZE' in os.environ
+
+
+def setup(device):
+    """Join the process group torchrun describes; returns this process's device."""
+    if not launched_by_torchrun() or dist.is_initialized():
+        return device
+    if str(device).startswith('cuda'):
+        local = int(os.environ.get('LOCAL_RANK', 0))
+        torch.cuda.set_device(local)
+        device = f'cuda:{local}'
+        dist.init_process_group('nccl')
+    else:
+        dist.init_process_group('gloo')
+    return device
+
+
+def teardown():
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_sum(values, device):
+    """Sum a list of numbers over all ranks (returned as floats)."""
+    if not dist.is_initialized():
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def gather_objects(obj):
+    """A list with every rank's obj, in rank order."""
+    if not dist.is_initialized():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier():
+    if dist.is_initialized():
+        dist.barrier()
