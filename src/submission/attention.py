@@ -36,17 +36,16 @@ def attend(q, k, v, bias, mask, scale, dropout_p, exact):
         att = F.softmax(att, dim=-1)
         att = F.dropout(att, dropout_p, training=dropout_p > 0)
         return att @ v
-    if bias is None:
-        attn_mask = mask
-    else:
-        # SDPA takes one float mask: the bias where allowed, -inf elsewhere.
-        attn_mask = bias.expand(-1, -1, q.size(-2), -1).masked_fill(~mask, float("-inf"))
-        attn_mask = attn_mask.to(q.dtype)
-    if k.size(0) != q.size(0):
-        k = k.expand(q.size(0), -1, -1, -1)
-    if k.size(1) != q.size(1):
-        k = k.expand(-1, q.size(1), -1, -1)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+    B, h, T, _ = q.shape
+    k = k.expand(B, h, -1, -1)
+    if bias is not None:
+        # Fold the per-key bias into the dot product: [q, 1] . [k_j, bias_j / scale]
+        # = q . k_j + bias_j / scale, so SDPA needs only the boolean mask and
+        # keeps its fused kernel (a float mask would force the slow path).
+        q = torch.cat([q, q.new_ones(B, h, T, 1)], dim=-1)
+        col = (bias / scale).transpose(-2, -1).expand(B, h, -1, -1).to(k.dtype)
+        k = torch.cat([k, col], dim=-1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                           dropout_p=dropout_p, scale=scale)
 
 

@@ -27,6 +27,8 @@ def make_batch(dataset, indices, exact):
 
 def encode(text, stoi):
     """Ids of every character of text, through a lookup table (no per-char loop)."""
+    if not text:
+        return torch.zeros(0, dtype=torch.long)
     codes = torch.frombuffer(bytearray(text.encode('utf-32-le')), dtype=torch.int32).long()
     table = torch.full((max(map(ord, stoi)) + 1,), -1, dtype=torch.long)
     table[torch.tensor([ord(c) for c in stoi])] = torch.tensor(list(stoi.values()))
@@ -42,7 +44,8 @@ def trimmed_example(dataset, idx):
     """dataset[idx] without its trailing padding: (x, y) of equal length."""
     if isinstance(dataset, CharCorruptionDataset):
         if not hasattr(dataset, '_ids'):
-            dataset._ids = [encode(doc, dataset.stoi) for doc in dataset.data]
+            ids = encode(''.join(dataset.data), dataset.stoi)
+            dataset._ids = torch.split(ids, [len(doc) for doc in dataset.data])
         doc = dataset._ids[idx]
         kept, start, masked = corruption_spans(len(doc), dataset.block_size)
         mask = torch.ones(1, dtype=torch.long)  # id 1 is MASK

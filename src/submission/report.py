@@ -1,0 +1,331 @@
+"""Report: one markdown page with every experiment's accuracy, training cost and loss curve.
+
+`./run.sh report` (run.py --function=report) calls main(submission_dir,
+data_dir, report_dir). It reads whatever the run.sh commands have left in
+submission_dir (params files, their `<params>.log.jsonl` metrics logs and the
+predictions files), scores the predictions against data_dir/birth_dev.tsv and
+data_dir/birth_test.tsv with utils.evaluate_places, and writes
+report_dir/report.md plus one loss-curve PNG per training run. Anything not
+made yet shows as "not run", so the report can be written at any point.
+"""
+import contextlib
+import datetime
+import io
+import json
+import math
+import os
+
+from . import checkpoint, utils
+from .progress import fmt_time
+
+NOT_RUN = 'not run'
+
+# (title, [(stage, params file)], predictions prefix); the names are run.sh's.
+EXPERIMENTS = [
+    ('vanilla, no pretraining', [('finetune', 'vanilla.model.params')], 'vanilla.nopretrain'),
+    ('vanilla, pretrain + finetune',
+     [('pretrain', 'vanilla.pretrain.params'), ('finetune', 'vanilla.finetune.params')], 'vanilla.pretrain'),
+    ('synthesizer, pretrain + finetune',
+     [('pretrain', 'synthesizer.pretrain.params'), ('finetune', 'synthesizer.finetune.params')],
+     'synthesizer.pretrain'),
+]
+LONDON = 'London baseline'
+# The run.sh command that makes each file, in the course's order, for the list of what is not run yet.
+MADE_BY = {
+    'vanilla.model.params': 'vanilla_finetune_without_pretrain',
+    'vanilla.nopretrain.dev.predictions': 'vanilla_eval_dev_without_pretrain',
+    'vanilla.nopretrain.test.predictions': 'vanilla_eval_test_without_pretrain',
+    'vanilla.pretrain.params': 'vanilla_pretrain',
+    'vanilla.finetune.params': 'vanilla_finetune_with_pretrain',
+    'vanilla.pretrain.dev.predictions': 'vanilla_eval_dev_with_pretrain',
+    'vanilla.pretrain.test.predictions': 'vanilla_eval_test_with_pretrain',
+    'synthesizer.pretrain.params': 'synthesizer_pretrain',
+    'synthesizer.finetune.params': 'synthesizer_finetune_with_pretrain',
+    'synthesizer.pretrain.dev.predictions': 'synthesizer_eval_dev_with_pretrain',
+    'synthesizer.pretrain.test.predictions': 'synthesizer_eval_test_with_pretrain',
+}
+
+
+class ReportError(checkpoint.CheckpointError):
+    """The report cannot be written; the message names the path and the fix.
+
+    A CheckpointError subclass so that run.py, which prints `error: ...` for
+    those, reports it in one line.
+    """
+
+
+def read_log(path):
+    """The records of a metrics log; a line cut short by a crash is skipped, not fatal."""
+    records = []
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def is_step(record):
+    return ('event' not in record and isinstance(record.get('step'), int)
+            and isinstance(record.get('loss'), (int, float)))
+
+
+def summarize_log(records):
+    """Steps, loss curve and cost of the latest training run in a log, across its resumed sessions.
+
+    A log can hold more than one run: run.sh passes --resume, so a finished
+    command run again starts over (its checkpoint is gone) and appends to the
+    same log. A run from scratch begins at step 1, so that is where the latest
+    run begins. Within a run, a resumed session shows as its own start event,
+    steps logged after an end event, or step numbers going back (a kill that
+    left no end event, resumed from an older checkpoint); the later record of a
+    step is the one the final model went through.
+    """
+    start, by_step, resumed_at, sessions = {}, {}, [], 0
+    boundary, last, last_start = False, None, {}
+    timed = []
+    for r in records:
+        if r.get('event') == 'start':
+            last_start = r
+        if r.get('event') in ('start', 'end'):
+            boundary = True
+        elif is_step(r):
+            if r['step'] == 1:
+                start, by_step, resumed_at, sessions, timed = last_start, {}, [], 1, []
+            elif not by_step or boundary or r['step'] <= last:
+                if by_step:
+                    resumed_at.append(r['step'])
+                sessions += 1
+            boundary, last = False, r['step']
+            by_step[r['step']] = r
+        if by_step and isinstance(r.get('elapsed'), (int, float)):
+            timed.append(r)
+    curve = [(s, by_step[s]['loss']) for s in sorted(by_step)]
+    return {
+        'start': start or last_start,
+        'sessions': sessions,
+        'resumed_at': resumed_at,
+        'curve': curve,
+        'steps': curve[-1][0] if curve else 0,
+        'final_loss': curve[-1][1] if curve else float('nan'),
+        # elapsed is cumulative over resumes, so the last record holds the run's time.
+        'elapsed': timed[-1]['elapsed'] if timed else None,
+    }
+
+
+def plot_curve(summary, title, path):
+    """Loss against step, written atomically as a PNG (no pyplot: no global backend state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    steps = [s for s, _ in summary['curve']]
+    losses = [l for _, l in summary['curve']]
+    fig = Figure(figsize=(6.4, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(steps, losses, color='tab:blue', alpha=0.35 if len(steps) > 50 else 1.0,
+            linewidth=1, marker='o' if len(steps) <= 20 else None, label='loss')
+    if len(steps) > 50:
+        # Per-step losses are noisy; a running mean shows the trend.
+        window = max(5, len(steps) // 50)
+        sums = [0.0]
+        for l in losses:
+            sums.append(sums[-1] + l)
+        smooth = [(sums[i + 1] - sums[max(0, i + 1 - window)]) / min(i + 1, window) for i in range(len(losses))]
+        ax.plot(steps, smooth, color='tab:blue', linewidth=1.5, label=f'mean of {window} steps')
+    for i, step in enumerate(summary['resumed_at']):
+        ax.axvline(step, color='gray', linestyle='--', linewidth=0.8, label='resumed' if i == 0 else None)
+    if losses and min(losses) > 0 and max(losses) / min(losses) > 20:
+        ax.set_yscale('log')
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel('optimizer step')
+    ax.set_ylabel('training loss')
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if len(steps) > 50 or summary['resumed_at']:
+        ax.legend()
+    fig.tight_layout()
+    checkpoint.atomic_write(path, lambda f: fig.savefig(f, format='png'))
+
+
+def read_predictions(path):
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    # One line per question, possibly empty: only the final newline is not a prediction.
+    lines = text.split('\n')
+    if lines and lines[-1] == '':
+        lines.pop()
+    return lines
+
+
+def count_questions(path):
+    with open(path, encoding='utf-8') as f:
+        return len([line for line in f if line.strip()])
+
+
+def score(answers_path, predictions):
+    """'P % (C/T)', 'no answers', or None when the answers file is missing."""
+    if not os.path.isfile(answers_path):
+        return None
+    n = count_questions(answers_path)
+    if len(predictions) != n:
+        return f'{len(predictions)} predictions for {n} questions: rerun the evaluation'
+    # evaluate_places prints a notice for a file without answers; the cell says it instead.
+    with contextlib.redirect_stdout(io.StringIO()):
+        total, correct = utils.evaluate_places(answers_path, predictions)
+    if not total:
+        return 'no answers'
+    return f'{100 * correct / total:.2f} % ({int(correct)}/{int(total)})'
+
+
+def accuracy_cell(submission_dir, data_dir, name, answers_file, params_files, notes, todo):
+    path = os.path.join(submission_dir, name)
+    if not os.path.isfile(path):
+        todo.append(MADE_BY[name])
+        return NOT_RUN
+    answers = os.path.join(data_dir, answers_file)
+    cell = score(answers, read_predictions(path))
+    if cell is None:
+        return 'no answers' if answers_file == 'birth_test.tsv' else f'no {answers_file} in {data_dir}'
+    newest = [p for p in params_files if os.path.isfile(p) and os.path.getmtime(p) > os.path.getmtime(path)]
+    if newest:
+        notes.append(f'`{name}` is older than `{os.path.basename(newest[0])}`: '
+                     f'rerun `./run.sh {MADE_BY[name]}` to score the current model.')
+        cell += ' (stale)'
+    return cell
+
+
+def fmt_loss(value):
+    return 'n/a' if value is None or (isinstance(value, float) and math.isnan(value)) else f'{value:.4f}'
+
+
+def training_cells(submission_dir, report_dir, stages, notes, runs, todo):
+    """Time, steps, final loss and plot link for each stage; several stages share a cell."""
+    cells = {'time': [], 'steps': [], 'loss': [], 'plot': []}
+    for stage, params in stages:
+        params_path = os.path.join(submission_dir, params)
+        log_path = params_path + '.log.jsonl'
+        label = f'{stage}: ' if len(stages) > 1 else ''
+        records = read_log(log_path) if os.path.isfile(log_path) else []
+        if not records:
+            if os.path.isfile(params_path):
+                text = 'no log'  # params made elsewhere (e.g. course code), so no metrics
+            else:
+                text = NOT_RUN
+                todo.append(MADE_BY[params])
+            for key in cells:
+                cells[key].append(label + text)
+            continue
+        summary = summarize_log(records)
+        state = ''
+        if not os.path.isfile(params_path):
+            state = ' (unfinished)'
+            notes.append(f'`{params}` is not written yet: its run is still going or was stopped '
+                         f'(`./run.sh {MADE_BY[params]}` resumes it).')
+        elapsed = summary['elapsed']
+        cells['time'].append(label + (fmt_time(elapsed) if elapsed is not None else 'n/a') + state)
+        cells['steps'].append(label + f'{summary["steps"]:,}')
+        cells['loss'].append(label + fmt_loss(summary['final_loss']))
+        if summary['curve']:
+            png = 'loss-' + params[:-len('.params')] + '.png'
+            plot_curve(summary, f'{params}: training loss', os.path.join(report_dir, png))
+            cells['plot'].append(f'[{stage}]({png})')
+            runs.append((params, png, summary))
+        else:
+            cells['plot'].append(label + 'no steps yet')
+    if len(stages) > 1 and all(v.endswith(NOT_RUN) for v in cells['time']):
+        return {key: NOT_RUN for key in cells}
+    return {key: '<br>'.join(values) for key, values in cells.items()}
+
+
+def london_cells(data_dir):
+    cells = []
+    for name in ('birth_dev.tsv', 'birth_test.tsv'):
+        path = os.path.join(data_dir, name)
+        if not os.path.isfile(path):
+            cells.append('no answers' if name == 'birth_test.tsv' else f'no {name} in {data_dir}')
+            continue
+        cells.append(score(path, ['London'] * count_questions(path)))
+    return cells
+
+
+def run_details(params, png, summary):
+    start = summary['start']
+    settings = start.get('settings') or {}
+    facts = [f'device {start.get("device", "?")}', f'precision {start.get("precision", "?")}',
+             f'{start.get("world_size", 1)} process(es)', f'seed {start.get("seed", "?")}']
+    for key in ('max_epochs', 'batch_size', 'learning_rate'):
+        if key in settings:
+            facts.append(f'{key} {settings[key]}')
+    if settings.get('exact'):
+        facts.append('exact course computation')
+    sessions = summary['sessions']
+    if sessions > 1:
+        facts.append(f'{sessions} sessions (resumed {sessions - 1} time(s))')
+    lines = [f'### {params}', '', f'![{params} training loss]({png})', '',
+             '; '.join(facts) + '.', '']
+    return lines
+
+
+def row(cells):
+    return '| ' + ' | '.join(c.replace('|', '\\|') for c in cells) + ' |'
+
+
+def main(submission_dir, data_dir, report_dir):
+    if not os.path.isdir(submission_dir):
+        raise ReportError(f'submission directory {submission_dir} does not exist; '
+                          f'run from src/ or pass --submission_dir')
+    if os.path.exists(report_dir) and not os.path.isdir(report_dir):
+        raise ReportError(f'report directory {report_dir} is a file; pass another --report_dir')
+    os.makedirs(report_dir, exist_ok=True)
+
+    notes, runs, todo = [], [], []
+    table = [row(['Experiment', 'Dev accuracy', 'Test accuracy', 'Training time', 'Steps',
+                  'Final loss', 'Loss curve']),
+             row(['---', '---:', '---:', '---:', '---:', '---:', '---'])]
+    for title, stages, prefix in EXPERIMENTS:
+        # Predictions come from the last stage's params; older predictions score an older model.
+        params_paths = [os.path.join(submission_dir, stages[-1][1])]
+        dev = accuracy_cell(submission_dir, data_dir, f'{prefix}.dev.predictions', 'birth_dev.tsv',
+                            params_paths, notes, todo)
+        test = accuracy_cell(submission_dir, data_dir, f'{prefix}.test.predictions', 'birth_test.tsv',
+                             params_paths, notes, todo)
+        t = training_cells(submission_dir, report_dir, stages, notes, runs, todo)
+        table.append(row([title, dev, test, t['time'], t['steps'], t['loss'], t['plot']]))
+    dev, test = london_cells(data_dir)
+    table.append(row([LONDON, dev, test, '—', '—', '—', '—']))
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    lines = [
+        '# Birth-place knowledge probe: results', '',
+        f'Written {now} by `./run.sh report` from the files in `{submission_dir}`; '
+        f'accuracies are exact matches against `{os.path.join(data_dir, "birth_dev.tsv")}` and '
+        f'`{os.path.join(data_dir, "birth_test.tsv")}`.', '',
+        '## Experiments', '',
+        *table, '',
+        'Course pass marks (dev): vanilla pretrain + finetune at least 10 %, synthesizer at least 5 %, '
+        'no pretraining at least one correct answer. Training time is the run\'s own time, summed over '
+        'resumed sessions; steps and final loss are those of its last optimizer step.', '',
+    ]
+    if notes:
+        lines += ['Notes:', ''] + [f'- {n}' for n in notes] + ['']
+    if todo:
+        # In the order the course runs them: each training step before its evaluations.
+        order = list(MADE_BY.values())
+        missing = sorted(set(todo), key=order.index)
+        lines += [f'{NOT_RUN.capitalize()} yet (from `src/`):', '', '```',
+                  *[f'./run.sh {cmd}' for cmd in missing], '```', '']
+    lines += ['## Loss curves', '']
+    if runs:
+        for params, png, summary in runs:
+            lines += run_details(params, png, summary)
+    else:
+        lines += [f'No training run has logged a step yet ({NOT_RUN}).', '']
+    path = os.path.join(report_dir, 'report.md')
+    checkpoint.save_text('\n'.join(lines), path)
+    print(f'wrote {path}')
+    return path

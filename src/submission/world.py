@@ -1,0 +1,198 @@
+"""World: a synthetic "knowledge world" in the course's file formats, for the demo.
+
+Invented people (names built from syllables), each with a birth place taken
+from a fixed list of real cities, a profession, a birth year and a later home
+town. From them it writes what the course ships:
+
+* wiki.txt: one biography per line, "Full Name. sentence sentence ...",
+  newline-terminated, with the biographies of all people shuffled together;
+* birth_places_train.tsv, birth_dev.tsv, birth_test.tsv: "Where was X born?<TAB>City";
+* birth_test_inputs.tsv: the test questions without answers.
+
+The people of the three splits are disjoint. Dev and test people are in the
+wiki corpus but never in the finetuning file, so a model can only answer for
+them with what pretraining stored, which is the point of the experiment.
+
+bios_per_person=1 gives every person one biography; more gives each person
+that many, worded differently (other templates, other name forms, other
+extra facts). Allen-Zhu & Li (2023, "Physics of Language Models: Part 3.1")
+found that facts seen in only one wording are memorised but hard to extract
+for people the question-answer finetuning never saw, while several wordings
+per person make them extractable; the demo shows the same contrast.
+
+Everything comes from one seeded random.Random, so the same settings give
+byte-identical files.
+
+    python -m submission.world --out DIR [--people N] [--bios-per-person K] [--cities N] [--seed S]
+"""
+import argparse
+import os
+import random
+import sys
+
+from .checkpoint import save_text
+
+# Real cities, ASCII only, one word each so answers stay short; the first
+# `cities` of them are used.
+CITIES = [
+    'Lima', 'Oslo', 'Cairo', 'Dublin', 'Madrid', 'Vienna', 'Lisbon', 'Prague',
+    'Berlin', 'Paris', 'Tokyo', 'Quito', 'Athens', 'Warsaw', 'Nairobi', 'Seoul',
+    'Havana', 'Manila', 'Bogota', 'Dakar', 'Riga', 'Kyoto', 'Zurich', 'Boston',
+    'Chicago', 'Toronto', 'Sydney', 'Mumbai', 'Istanbul', 'Geneva', 'Naples', 'Munich',
+]
+
+# Short first names: together with a two-syllable surname a question stays
+# short enough for the demo model's block (the evaluator's fast path).
+FIRST_NAMES = [
+    'Anna', 'Bela', 'Carl', 'Dora', 'Emil', 'Farah', 'Gus', 'Hana', 'Ivo', 'Jana',
+    'Karl', 'Lena', 'Milo', 'Nora', 'Otto', 'Pia', 'Rafe', 'Sara', 'Tom', 'Una',
+    'Vera', 'Abel', 'Ezra', 'Ida', 'Jon', 'Kira', 'Leo', 'Mara', 'Nils', 'Olga',
+    'Paul', 'Rosa', 'Sven', 'Tess', 'Uri', 'Yara', 'Zoe', 'Ines', 'Hugo', 'Lia',
+]
+# Surnames are an onset syllable plus an ending, e.g. "Bel" + "dor" -> "Beldor".
+ONSETS = ['Bel', 'Cor', 'Dal', 'Fen', 'Gar', 'Hol', 'Kes', 'Lor', 'Mar', 'Nor',
+          'Pel', 'Quen', 'Ros', 'Sal', 'Tor', 'Val', 'Wen', 'Yor', 'Zan', 'Ard']
+ENDINGS = ['dor', 'vik', 'man', 'ley', 'ton', 'ric', 'sen', 'wyn', 'gard', 'mont',
+           'ell', 'ard', 'ine', 'ow', 'berg', 'ford', 'ski', 'nez', 'ov', 'ani']
+
+PROFESSIONS = ['painter', 'poet', 'chemist', 'sailor', 'baker', 'judge', 'dancer',
+               'architect', 'farmer', 'surgeon', 'pianist', 'novelist', 'engineer',
+               'botanist', 'actor', 'teacher', 'weaver', 'banker', 'singer', 'historian']
+
+# Sentences stating the birth place: the city sits at different places, in
+# different wordings. {s} is the person as the sentence names them.
+BIRTH_TEMPLATES = [
+    '{s} was born in {city} in {year}.',
+    'Born in {city} in {year}, {s} became {a_job}.',
+    '{s}, {a_job} from {city}, was born in {year}.',
+    '{s} is {a_job} who was born in {city}.',
+    'A native of {city}, {s} worked as {a_job}.',
+    '{s} ({year}, {city}) was {a_job}.',
+    '{city} is where {s} was born.',
+    'The {job} {s} was born and raised in {city}.',
+]
+# Other facts, so the corpus is about more than birth places (and names a
+# second city that is not the birth place).
+FACT_TEMPLATES = [
+    '{s} later moved to {home}.',
+    '{s} worked as {a_job} for many years.',
+    '{s} lived in {home} until {late}.',
+    'In {late}, {s} settled in {home}.',
+    'Friends called {s} a gifted {job}.',
+    '{s} died in {home} in {late}.',
+]
+# The questions need "W" and "?", which plain statements lack; this fact
+# supplies them (the first biography of the corpus always carries it).
+QUESTION_FACT = 'Why did {s} move to {home}? Nobody knows.'
+
+
+def make_people(rng, n, cities):
+    """n people with distinct full names and their facts."""
+    if n > len(FIRST_NAMES) * len(ONSETS) * len(ENDINGS):
+        raise ValueError(f'at most {len(FIRST_NAMES) * len(ONSETS) * len(ENDINGS)} people')
+    names, people = set(), []
+    while len(people) < n:
+        first = rng.choice(FIRST_NAMES)
+        last = rng.choice(ONSETS) + rng.choice(ENDINGS)
+        if (first, last) in names:
+            continue
+        names.add((first, last))
+        city = rng.choice(cities)
+        # A home town other than the birth place, when there is one.
+        others = [c for c in cities if c != city] or cities
+        year = rng.randint(1720, 1960)
+        job = rng.choice(PROFESSIONS)
+        people.append({'first': first, 'last': last, 'name': f'{first} {last}', 'city': city,
+                       'home': rng.choice(others), 'job': job,
+                       'a_job': ('an ' if job[0] in 'aeiou' else 'a ') + job,
+                       'year': year, 'late': year + rng.randint(25, 60)})
+    return people
+
+
+def biography(rng, person, template, question_fact=False):
+    """One wiki line: the full name as a title (as in the course's wiki.txt), then sentences."""
+    # Vary how the sentences name the person: full name, surname or first name.
+    forms = [person['name'], person['last'], person['first']]
+    fill = lambda t: t.format(s=rng.choice(forms), **person)
+    sentences = [fill(template)]
+    facts = rng.sample(FACT_TEMPLATES, rng.randint(0, 2))
+    if question_fact:
+        facts.insert(0, QUESTION_FACT)
+    sentences += [fill(t) for t in facts]
+    text = ' '.join(sentences)
+    return f'{person["name"]}. {text[0].upper()}{text[1:]}'
+
+
+def question(person):
+    return f'Where was {person["name"]} born?'
+
+
+def generate(people=300, bios_per_person=4, cities=16, seed=0):
+    """The world's files as {file name: text}; the same arguments give the same text."""
+    if not 1 <= bios_per_person <= len(BIRTH_TEMPLATES):
+        raise ValueError(f'bios per person must be 1 to {len(BIRTH_TEMPLATES)}')
+    if not 2 <= cities <= len(CITIES):
+        raise ValueError(f'cities must be 2 to {len(CITIES)}')
+    if people < 3:
+        raise ValueError('people must be at least 3 (one per split)')
+    rng = random.Random(seed)
+    folk = make_people(rng, people, CITIES[:cities])
+
+    bios = []
+    for person in folk:
+        # Each biography of a person states the birth place in another wording.
+        for template in rng.sample(BIRTH_TEMPLATES, bios_per_person):
+            bios.append(biography(rng, person, template, question_fact=not bios))
+    rng.shuffle(bios)
+
+    # Half the people for finetuning, a quarter each for dev and test.
+    order = list(range(people))
+    rng.shuffle(order)
+    n_train, n_dev = people // 2, max(1, people // 4)
+    split = {'train': order[:n_train], 'dev': order[n_train:n_train + n_dev],
+             'test': order[n_train + n_dev:]}
+    qa = lambda idx: ''.join(f'{question(folk[i])}\t{folk[i]["city"]}\n' for i in idx)
+    files = {
+        'wiki.txt': ''.join(b + '\n' for b in bios),
+        'birth_places_train.tsv': qa(split['train']),
+        'birth_dev.tsv': qa(split['dev']),
+        'birth_test.tsv': qa(split['test']),
+        'birth_test_inputs.tsv': ''.join(question(folk[i]) + '\n' for i in split['test']),
+    }
+    wiki_chars = set(files['wiki.txt'])
+    for name, text in files.items():
+        missing = set(text) - wiki_chars - {'\t', '\n'}
+        assert not missing, f'{name} has characters not in wiki.txt: {sorted(missing)}'
+    return files
+
+
+def write(out, **settings):
+    """Generate the world and write its files into directory out; returns {file name: path}."""
+    os.makedirs(out, exist_ok=True)
+    paths = {}
+    for name, text in generate(**settings).items():
+        paths[name] = os.path.join(out, name)
+        save_text(text, paths[name])
+    return paths
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m submission.world',
+                                     description='Write a synthetic birth-place world in the course formats.')
+    parser.add_argument('--out', required=True, help='directory to write the files into')
+    parser.add_argument('--people', type=int, default=300)
+    parser.add_argument('--bios-per-person', type=int, default=4)
+    parser.add_argument('--cities', type=int, default=16)
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        paths = write(args.out, people=args.people, bios_per_person=args.bios_per_person,
+                      cities=args.cities, seed=args.seed)
+    except (ValueError, OSError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
+    print('wrote ' + ', '.join(sorted(paths.values())))
+
+
+if __name__ == '__main__':
+    main()
