@@ -176,8 +176,9 @@ def run_training(args, tconf, trainer, model, mconf):
             checkpoint.check_settings(tconf.checkpoint_path, ckpt['settings'], tconf.settings)
         else:
             print(f'note: starting over; {tconf.checkpoint_path} exists (pass --resume to continue it)')
-    if not tconf.resume and os.path.exists(tconf.log_path) and distributed.is_main():
-        os.unlink(tconf.log_path)  # a fresh run gets a fresh log
+    fresh = not (tconf.resume and os.path.exists(tconf.checkpoint_path))
+    if fresh and os.path.exists(tconf.log_path) and distributed.is_main():
+        os.unlink(tconf.log_path)  # a fresh run gets a fresh log; a resumed one appends
     train(model, writing, trainer)
     if distributed.is_main():
         print(f'wrote {writing}')

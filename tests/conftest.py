@@ -5,10 +5,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, 'src')
 sys.path.insert(0, SRC)
+# In-process tests use small models, for which one thread beats two on a shared 2-core machine.
+torch.set_num_threads(1)
 COURSE_FILES = ('wiki.txt', 'birth_places_train.tsv', 'birth_dev.tsv', 'birth_test_inputs.tsv', 'birth_test.tsv')
 
 

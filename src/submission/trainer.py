@@ -220,9 +220,9 @@ class Trainer:
 
         show = progress.Progress(total_steps, self.step, enabled=config.progress and distributed.is_main())
         metrics = progress.MetricsLog(config.log_path, enabled=distributed.is_main())
-        if self.step == 0:
-            metrics.write({'event': 'start', 'settings': config.settings, 'seed': config.seed,
-                           'world_size': world, 'device': str(self.device), 'precision': precision})
+        metrics.write({'event': 'start', 'settings': config.settings, 'seed': config.seed,
+                       'resumed_from_step': self.step, 'world_size': world,
+                       'device': str(self.device), 'precision': precision})
         stop = StopFlag()
         stop.install()
         started = time.time()

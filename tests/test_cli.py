@@ -1,0 +1,193 @@
+"""The real command lines: every run.sh command end to end, and every bad input."""
+import os
+import sys
+
+import pytest
+import torch
+
+from conftest import assert_one_line_error, data, run, run_py
+
+COURSE = ['--pretrain_corpus_path=data/wiki.txt']
+
+
+def test_every_run_sh_command_end_to_end(src_copy):
+    """All eleven course commands, in the handout's order, with training cut to a few steps."""
+    sub = src_copy / 'submission'
+    steps = [
+        ('vanilla_finetune_without_pretrain', ['--max_steps=2'], 'vanilla.model.params'),
+        ('vanilla_eval_dev_without_pretrain', [], 'vanilla.nopretrain.dev.predictions'),
+        ('vanilla_eval_test_without_pretrain', [], 'vanilla.nopretrain.test.predictions'),
+        ('vanilla_pretrain', ['--max_steps=2'], 'vanilla.pretrain.params'),
+        ('vanilla_finetune_with_pretrain', ['--max_steps=2'], 'vanilla.finetune.params'),
+        ('vanilla_eval_dev_with_pretrain', [], 'vanilla.pretrain.dev.predictions'),
+        ('vanilla_eval_test_with_pretrain', [], 'vanilla.pretrain.test.predictions'),
+        ('synthesizer_pretrain', ['--max_steps=2'], 'synthesizer.pretrain.params'),
+        ('synthesizer_finetune_with_pretrain', ['--max_steps=2'], 'synthesizer.finetune.params'),
+        ('synthesizer_eval_dev_with_pretrain', [], 'synthesizer.pretrain.dev.predictions'),
+        ('synthesizer_eval_test_with_pretrain', [], 'synthesizer.pretrain.test.predictions'),
+    ]
+    for cmd, extra, out in steps:
+        p = run(['./run.sh', cmd, *extra], src_copy)
+        assert p.returncode == 0, (cmd, p.stdout, p.stderr)
+        assert (sub / out).exists(), cmd
+        if 'eval_dev' in cmd:
+            assert 'Correct: ' in p.stdout and ' out of 500.0: ' in p.stdout, p.stdout
+            assert len((sub / out).read_text(encoding='utf-8').split('\n')) == 501
+        if 'eval_test' in cmd:
+            assert 'no targets provided' in p.stdout, p.stdout
+            assert len((sub / out).read_text(encoding='utf-8').split('\n')) == 438
+        if out.endswith('.params'):
+            state = torch.load(sub / out, weights_only=True)
+            assert state['pos_emb'].shape == (1, 128, 256)
+            assert ('blocks.0.attn.w2' in state) == cmd.startswith('synthesizer')
+            assert not (sub / (out + '.ckpt')).exists()  # a finished run leaves no checkpoint
+            assert (sub / (out + '.log.jsonl')).exists()
+    assert not [f for f in os.listdir(sub) if f.endswith('.tmp')]
+
+
+def test_london_baseline_and_unknown_command(src_copy):
+    p = run(['./run.sh', 'london_baseline'], src_copy)
+    assert p.returncode == 0 and '25.0 out of 500.0: 5.0%' in p.stdout
+    p = run(['./run.sh', 'vanilla_pretrian'], src_copy)
+    assert p.returncode != 0
+    assert "Unknown command 'vanilla_pretrian'" in p.stderr.splitlines()[0]
+    assert 'vanilla_pretrain' in p.stderr and 'synthesizer_eval_test_with_pretrain' in p.stderr
+
+
+def test_step_without_its_params_names_the_command(src_copy):
+    for cmd, maker in (('vanilla_finetune_with_pretrain', 'vanilla_pretrain'),
+                       ('vanilla_eval_dev_with_pretrain', 'vanilla_finetune_with_pretrain'),
+                       ('synthesizer_eval_test_with_pretrain', 'synthesizer_finetune_with_pretrain'),
+                       ('vanilla_eval_dev_without_pretrain', 'vanilla_finetune_without_pretrain')):
+        p = run(['./run.sh', cmd], src_copy)
+        assert_one_line_error(p, f'./run.sh {maker}')
+
+
+def test_missing_course_data_points_to_readme(src_copy):
+    os.unlink(src_copy / 'data' / 'wiki.txt')
+    p = run(['./run.sh', 'vanilla_pretrain'], src_copy)
+    assert_one_line_error(p, 'data/wiki.txt', 'src/data/README.md')
+
+
+@pytest.fixture(scope='module')
+def params(tmp_path_factory):
+    """A real (briefly trained) vanilla params file, and a synthesizer one."""
+    d = tmp_path_factory.mktemp('params')
+    out = {}
+    for variant in ('vanilla', 'synthesizer'):
+        path = d / f'{variant}.params'
+        p = run_py(['--function=finetune', f'--variant={variant}', *COURSE, f'--writing_params_path={path}',
+                    f'--finetune_corpus_path={data("birth_places_train.tsv")}', '--max_steps=1'],
+                   cwd=os.path.join(os.path.dirname(__file__), '..', 'src'))
+        assert p.returncode == 0, p.stderr
+        out[variant] = path
+    return out
+
+
+def eval_args(params_path, outputs, eval_path=None, variant='vanilla', corpus='data/wiki.txt'):
+    return ['--function=evaluate', f'--variant={variant}', f'--pretrain_corpus_path={corpus}',
+            f'--reading_params_path={params_path}', f'--eval_corpus_path={eval_path or data("birth_dev.tsv")}',
+            f'--outputs_path={outputs}']
+
+
+def bad(src_copy, args, *needles):
+    p = run_py(args, cwd=src_copy)
+    assert_one_line_error(p, *needles)
+    return p
+
+
+def test_bad_function_and_variant(src_copy):
+    bad(src_copy, ['--function=pretrian', '--variant=vanilla', *COURSE], 'pretrian', 'pretrain, finetune')
+    bad(src_copy, ['--function=pretrain', '--variant=vanila', *COURSE,
+                   '--writing_params_path=x.params'], 'vanila', 'vanilla or synthesizer')
+    bad(src_copy, ['--function=pretrain', '--variant=vanilla', *COURSE, '--writing_params_path=x',
+                   '--bogus=1'], 'unrecognised')
+    bad(src_copy, ['--function=pretrain', '--variant=vanilla', *COURSE, '--writing_params_path=x',
+                   '--max_steps=ten'], '--max_steps')
+    bad(src_copy, ['--function=pretrain', '--variant=vanilla', *COURSE, '--writing_params_path=x',
+                   '--precision=fp8'], 'fp8')
+
+
+def test_missing_unreadable_and_empty_corpus(src_copy, tmp_path):
+    bad(src_copy, ['--function=pretrain', '--variant=vanilla', '--pretrain_corpus_path=nope.txt',
+                   '--writing_params_path=x.params'], 'nope.txt', 'does not exist')
+    empty = tmp_path / 'empty.txt'
+    empty.write_text('')
+    bad(src_copy, ['--function=pretrain', '--variant=vanilla', f'--pretrain_corpus_path={empty}',
+                   '--writing_params_path=x.params'], 'empty')
+    locked = tmp_path / 'locked.txt'
+    locked.write_text('abc\n')
+    if os.geteuid() != 0:  # root reads everything
+        locked.chmod(0)
+        bad(src_copy, ['--function=pretrain', '--variant=vanilla', f'--pretrain_corpus_path={locked}',
+                       '--writing_params_path=x.params'], 'cannot be read')
+    bad(src_copy, ['--function=pretrain', '--variant=vanilla', f'--pretrain_corpus_path={tmp_path}',
+                   '--writing_params_path=x.params'], 'cannot be read')
+    bad(src_copy, ['--function=finetune', '--variant=vanilla', *COURSE, '--writing_params_path=x.params',
+                   f'--finetune_corpus_path={empty}'], 'empty')
+    bad(src_copy, ['--function=finetune', '--variant=vanilla', *COURSE, '--writing_params_path=x.params',
+                   '--finetune_corpus_path=missing.tsv'], 'missing.tsv')
+
+
+def test_outputs_in_missing_directory_checked_before_training(src_copy, params):
+    p = bad(src_copy, ['--function=finetune', '--variant=vanilla', *COURSE,
+                       '--writing_params_path=no/such/dir/x.params',
+                       f'--finetune_corpus_path={data("birth_places_train.tsv")}'], 'no/such/dir', 'does not exist')
+    assert 'number of parameters' not in p.stdout  # refused before any model was built
+    bad(src_copy, eval_args(params['vanilla'], 'no/such/dir/out.txt'), 'does not exist')
+
+
+def test_params_of_other_variant_or_vocabulary_or_not_a_checkpoint(src_copy, params, tmp_path):
+    out = tmp_path / 'out.txt'
+    out.write_text('keep me\n')
+    bad(src_copy, eval_args(params['synthesizer'], out), 'synthesizer', '--variant=synthesizer')
+    bad(src_copy, eval_args(params['vanilla'], out, variant='synthesizer'), 'vanilla')
+    small = tmp_path / 'small.txt'
+    small.write_text('abcdefghij\n' * 20)
+    bad(src_copy, eval_args(params['vanilla'], out, corpus=small), 'vocabulary', '--pretrain_corpus_path')
+    junk = tmp_path / 'junk.params'
+    junk.write_bytes(b'this is not a checkpoint')
+    bad(src_copy, eval_args(junk, out), 'not a params file')
+    pickled = tmp_path / 'pickle.params'
+    torch.save([1, 2, 3], pickled)
+    bad(src_copy, eval_args(pickled, out), 'not a params file')
+    assert out.read_text() == 'keep me\n'  # nothing already written was touched
+
+
+def test_params_file_cannot_run_code(src_copy, tmp_path):
+    marker = tmp_path / 'pwned'
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f'touch {marker}',))
+
+    path = tmp_path / 'evil.params'
+    torch.save({'tok_emb.weight': Evil()}, path)
+    bad(src_copy, eval_args(path, tmp_path / 'o.txt'), 'not a params file')
+    assert not marker.exists()
+
+
+def test_eval_file_with_unknown_characters(src_copy, params, tmp_path):
+    lines = open(data('birth_dev.tsv'), encoding='utf-8').read().split('\n')[:5]
+    lines[2] = 'Where was \u0416\u2603 born?\tParis'
+    f = tmp_path / 'odd.tsv'
+    f.write_text('\n'.join(lines) + '\n', encoding='utf-8')
+    out = tmp_path / 'odd.predictions'
+    p = run_py(eval_args(params['vanilla'], out, eval_path=f), cwd=src_copy)
+    assert p.returncode == 0, p.stderr
+    assert 'warning: dropped characters' in p.stderr and '\u2603' in p.stderr
+    assert len(out.read_text(encoding='utf-8').split('\n')) == 6  # still one prediction per line
+
+
+def test_not_utf8_corpus(src_copy, tmp_path):
+    f = tmp_path / 'latin1.txt'
+    f.write_bytes('caf\xe9\n'.encode('latin-1'))
+    bad(src_copy, ['--function=pretrain', '--variant=vanilla', f'--pretrain_corpus_path={f}',
+                   '--writing_params_path=x.params'], 'not UTF-8')
+
+
+def test_bad_finetune_lines(src_copy, tmp_path):
+    f = tmp_path / 'bad.tsv'
+    f.write_text('Where was A born?\tParis\nno tab here\n')
+    bad(src_copy, ['--function=finetune', '--variant=vanilla', *COURSE, '--writing_params_path=x.params',
+                   f'--finetune_corpus_path={f}'], 'line 2')

@@ -1,0 +1,117 @@
+"""The fast path against the exact course computation, which serves as the oracle."""
+import random
+
+import pytest
+import torch
+
+from conftest import data
+from submission import GPT, CharCorruptionDataset, GPTConfig, NameDataset, Trainer, TrainerConfig
+from submission import batching, evaluate
+
+
+@pytest.fixture(scope='module')
+def pre():
+    return CharCorruptionDataset(open(data('wiki.txt'), encoding='utf-8').read(), 128)
+
+
+@pytest.fixture(scope='module')
+def names(pre):
+    return NameDataset(pre, open(data('birth_places_train.tsv'), encoding='utf-8').read())
+
+
+def pair(pre, synth, **kw):
+    """Two models with the same weights: the course computation and the fast one."""
+    torch.manual_seed(0)
+    conf = dict(n_layer=2, n_head=4, n_embd=64, synthesizer=synth, **kw)
+    exact = GPT(GPTConfig(pre.vocab_size, 128, **conf))
+    fast = GPT(GPTConfig(pre.vocab_size, 128, fast=True, **conf))
+    fast.load_state_dict(exact.state_dict())
+    if synth:  # make w2/b2 matter, so a wrong key column would show
+        with torch.no_grad():
+            for blk_e, blk_f in zip(exact.blocks, fast.blocks):
+                blk_e.attn.w2.normal_(0, 0.3), blk_e.attn.b2.normal_(0, 0.3)
+                blk_f.attn.w2.copy_(blk_e.attn.w2), blk_f.attn.b2.copy_(blk_e.attn.b2)
+    return exact.eval(), fast.eval()
+
+
+def test_fast_corruption_matches_per_item(pre):
+    for seed in range(3):
+        idx = list(range(seed * 200, seed * 200 + 200)) + [len(pre) - 1]
+        random.seed(seed)
+        items = [pre[i] for i in idx]
+        random.seed(seed)
+        fast = [batching.trimmed_example(pre, i) for i in idx]
+        for (x, y), (fx, fy) in zip(items, fast):
+            n = len(fx)
+            assert torch.equal(x[:n], fx) and torch.equal(y[:n], fy)
+            assert not y[n:].any()  # what the fast path drops is padding only
+
+
+@pytest.mark.parametrize('synth', [False, True])
+def test_logits_match_in_eval_fp32(pre, synth):
+    exact, fast = pair(pre, synth)
+    random.seed(0)
+    x, y, _ = batching.make_batch(pre, list(range(64)), exact=True)
+    with torch.no_grad():
+        assert (exact(x)[0] - fast(x)[0]).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize('synth', [False, True])
+@pytest.mark.parametrize('dataset', ['pretrain', 'finetune'])
+def test_packed_loss_equals_unpacked(pre, names, synth, dataset):
+    ds = pre if dataset == 'pretrain' else names
+    exact, fast = pair(pre, synth)
+    idx = list(range(100, 228))
+    random.seed(7)
+    x, y, _ = batching.make_batch(ds, idx, exact=True)
+    random.seed(7)
+    px, py, pos = batching.make_batch(ds, idx, exact=False)
+    assert px.shape[0] < x.shape[0] * 0.75  # packing saves rows
+    assert (py != 0).sum() == (y != 0).sum()
+    assert sorted(py[py != 0].tolist()) == sorted(y[y != 0].tolist())
+    with torch.no_grad():
+        ref = exact(x, y)[1]
+        assert abs(exact(px, py, pos=pos)[1] - ref) < 1e-5  # same math, packed
+        assert abs(fast(px, py, pos=pos)[1] - ref) < 1e-4   # fused kernel, packed
+
+
+def test_packed_gradients_match(pre):
+    exact, _ = pair(pre, False)
+    exact.train()
+    for m in exact.modules():  # dropout off: compare the math, not random numbers
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    random.seed(3)
+    x, y, _ = batching.make_batch(pre, list(range(32)), exact=True)
+    random.seed(3)
+    px, py, pos = batching.make_batch(pre, list(range(32)), exact=False)
+    exact(x, y)[1].backward()
+    g1 = {n: p.grad.clone() for n, p in exact.named_parameters()}
+    exact.zero_grad()
+    exact(px, py, pos=pos)[1].backward()
+    for n, p in exact.named_parameters():
+        assert torch.allclose(p.grad, g1[n], atol=1e-6), n
+
+
+@pytest.mark.parametrize('synth', [False, True])
+def test_batched_greedy_equals_one_at_a_time_on_dev(pre, synth):
+    """Same params, all 500 dev questions: the cached batched decoder and the course's
+    one-question-at-a-time sample() give identical predictions. Random weights,
+    scaled up so the logits are decisive: every question gets its own string."""
+    torch.manual_seed(0)
+    conf = dict(n_layer=2, n_head=4, n_embd=32, synthesizer=synth)
+    model = GPT(GPTConfig(pre.vocab_size, 128, **conf))
+    with torch.no_grad():
+        model.head.weight.mul_(40)
+        model.pos_emb.normal_(0, 0.5)
+        if synth:
+            for blk in model.blocks:
+                blk.attn.w2.normal_(0, 0.5), blk.attn.b2.normal_(0, 0.5)
+    lines = [l for l in open(data('birth_dev.tsv'), encoding='utf-8').read().split('\n') if l]
+    qs = [l.split('\t')[0] for l in lines]
+    slow = evaluate.predict_places(model, qs, pre.stoi, pre.itos, 'cpu', exact=True)
+    fast_model = GPT(GPTConfig(pre.vocab_size, 128, fast=True, **conf))
+    fast_model.load_state_dict(model.state_dict())
+    fast = evaluate.predict_places(fast_model, qs, pre.stoi, pre.itos, 'cpu')
+    assert len(set(slow)) > 10  # varied enough that a wrong position or cache would show
+    assert fast == slow
