@@ -2,7 +2,8 @@
 # The course's commands, spelled as in the handout, plus the project's own
 # (demo, london_baseline, report). Anything after the command goes to run.py,
 # e.g. ./run.sh vanilla_pretrain --max_epochs=2. Training commands resume
-# from their checkpoint when one exists. NPROC=N runs through torchrun on N
+# from their checkpoint when one exists; exec hands signals (Ctrl-C, kill) straight
+# to Python so an interrupted run checkpoints. NPROC=N runs through torchrun on N
 # processes (GPUs, or CPU processes with gloo).
 cd "$(dirname "$0")" || exit 1
 PY=${PYTHON:-python}
@@ -17,33 +18,33 @@ cmd="$1"
 shift
 case "$cmd" in
 vanilla_finetune_without_pretrain)
-    "${RUN[@]}" --function=finetune --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/vanilla.model.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
+    exec "${RUN[@]}" --function=finetune --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/vanilla.model.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
 vanilla_eval_dev_without_pretrain)
-    "${RUN[@]}" --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.model.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/vanilla.nopretrain.dev.predictions "$@" ;;
+    exec "${RUN[@]}" --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.model.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/vanilla.nopretrain.dev.predictions "$@" ;;
 vanilla_eval_test_without_pretrain)
-    "${RUN[@]}" --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.model.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/vanilla.nopretrain.test.predictions "$@" ;;
+    exec "${RUN[@]}" --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.model.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/vanilla.nopretrain.test.predictions "$@" ;;
 vanilla_pretrain)
-    "${RUN[@]}" --function=pretrain --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/vanilla.pretrain.params --resume "$@" ;;
+    exec "${RUN[@]}" --function=pretrain --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/vanilla.pretrain.params --resume "$@" ;;
 vanilla_finetune_with_pretrain)
-    "${RUN[@]}" --function=finetune --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.pretrain.params --writing_params_path=$S/vanilla.finetune.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
+    exec "${RUN[@]}" --function=finetune --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.pretrain.params --writing_params_path=$S/vanilla.finetune.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
 vanilla_eval_dev_with_pretrain)
-    "${RUN[@]}" --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/vanilla.pretrain.dev.predictions "$@" ;;
+    exec "${RUN[@]}" --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/vanilla.pretrain.dev.predictions "$@" ;;
 vanilla_eval_test_with_pretrain)
-    "${RUN[@]}" --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/vanilla.pretrain.test.predictions "$@" ;;
+    exec "${RUN[@]}" --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/vanilla.pretrain.test.predictions "$@" ;;
 synthesizer_pretrain)
-    "${RUN[@]}" --function=pretrain --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/synthesizer.pretrain.params --resume "$@" ;;
+    exec "${RUN[@]}" --function=pretrain --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/synthesizer.pretrain.params --resume "$@" ;;
 synthesizer_finetune_with_pretrain)
-    "${RUN[@]}" --function=finetune --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/synthesizer.pretrain.params --writing_params_path=$S/synthesizer.finetune.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
+    exec "${RUN[@]}" --function=finetune --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/synthesizer.pretrain.params --writing_params_path=$S/synthesizer.finetune.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
 synthesizer_eval_dev_with_pretrain)
-    "${RUN[@]}" --function=evaluate --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/synthesizer.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/synthesizer.pretrain.dev.predictions "$@" ;;
+    exec "${RUN[@]}" --function=evaluate --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/synthesizer.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/synthesizer.pretrain.dev.predictions "$@" ;;
 synthesizer_eval_test_with_pretrain)
-    "${RUN[@]}" --function=evaluate --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/synthesizer.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/synthesizer.pretrain.test.predictions "$@" ;;
+    exec "${RUN[@]}" --function=evaluate --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/synthesizer.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/synthesizer.pretrain.test.predictions "$@" ;;
 london_baseline)
-    "$PY" run.py --function=london_baseline --eval_corpus_path=$D/birth_dev.tsv "$@" ;;
+    exec "$PY" run.py --function=london_baseline --eval_corpus_path=$D/birth_dev.tsv "$@" ;;
 report)
-    "$PY" run.py --function=report --submission_dir=$S --data_dir=$D --report_dir=./reports "$@" ;;
+    exec "$PY" run.py --function=report --submission_dir=$S --data_dir=$D --report_dir=./reports "$@" ;;
 demo)
-    "$PY" -m submission.demo "$@" ;;
+    exec "$PY" -m submission.demo "$@" ;;
 *)
     echo "Unknown command '$cmd'. Valid commands:" >&2
     echo "  vanilla_finetune_without_pretrain vanilla_eval_dev_without_pretrain vanilla_eval_test_without_pretrain" >&2
