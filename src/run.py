@@ -295,6 +295,7 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
+        distributed.barrier()  # ranks leave together, after rank 0 has written its files
     except (UsageError, checkpoint.CheckpointError, TrainingError) as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,52 @@
+"""torch.distributed on CPU with gloo and 2 processes, launched by torchrun as users would."""
+import os
+import sys
+
+import pytest
+import torch
+
+from conftest import data, run
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TORCHRUN = [sys.executable, '-m', 'torch.distributed.run', '--standalone']
+
+
+@pytest.mark.parametrize('mode', ['exact', 'fast'])
+def test_two_ranks_of_64_equal_one_rank_of_128(tmp_path, mode):
+    """Two optimizer steps: 2 ranks x 64 examples give the parameters of 1 rank x 128.
+    In fast mode the ranks pack different numbers of targets, which the loss weighting must absorb."""
+    args = [os.path.join(HERE, 'ddp_driver.py'), None, data('wiki.txt'), data('birth_places_train.tsv'), mode]
+    one, two = tmp_path / 'one.params', tmp_path / 'two.params'
+    p = run([sys.executable] + [a if a else str(one) for a in args], tmp_path)
+    assert p.returncode == 0, p.stderr
+    p = run(TORCHRUN + ['--nproc_per_node=2'] + [a if a else str(two) for a in args], tmp_path)
+    assert p.returncode == 0, p.stderr
+    a, b = torch.load(one, weights_only=True), torch.load(two, weights_only=True)
+    start = None
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    torch.manual_seed(0)  # and training did move the weights
+    assert (a['head.weight'] - b['head.weight']).abs().max() < 1e-5
+
+
+def test_run_sh_under_torchrun_finetunes_and_evaluates_like_one_process(src_copy):
+    sub = src_copy / 'submission'
+    p = run(['./run.sh', 'vanilla_finetune_without_pretrain', '--max_steps=1'], src_copy, env={'NPROC': '2'})
+    assert p.returncode == 0, p.stderr
+    assert (sub / 'vanilla.model.params').exists()
+    assert p.stdout.count('wrote ') == 1  # only rank 0 writes
+    p = run(['./run.sh', 'vanilla_eval_dev_without_pretrain'], src_copy, env={'NPROC': '2'})
+    assert p.returncode == 0, p.stderr
+    two = (sub / 'vanilla.nopretrain.dev.predictions').read_text(encoding='utf-8')
+    assert p.stdout.count('Correct: ') == 1
+    p = run(['./run.sh', 'vanilla_eval_dev_without_pretrain'], src_copy)
+    assert p.returncode == 0, p.stderr
+    one = (sub / 'vanilla.nopretrain.dev.predictions').read_text(encoding='utf-8')
+    assert one == two and len(one.split('\n')) == 501
+
+
+def test_batch_that_does_not_divide_over_ranks_is_refused(src_copy):
+    p = run(['./run.sh', 'vanilla_finetune_without_pretrain', '--max_steps=1'], src_copy, env={'NPROC': '3'})
+    assert p.returncode != 0
+    assert 'batch_size 256 does not divide over 3 processes' in p.stderr
+    assert not (src_copy / 'submission' / 'vanilla.model.params').exists()
