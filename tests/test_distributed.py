@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import data, run
+from submission import GPT, GPTConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TORCHRUN = [sys.executable, '-m', 'torch.distributed.run', '--standalone']
@@ -22,11 +23,11 @@ def test_two_ranks_of_64_equal_one_rank_of_128(tmp_path, mode):
     p = run(TORCHRUN + ['--nproc_per_node=2'] + [a if a else str(two) for a in args], tmp_path)
     assert p.returncode == 0, p.stderr
     a, b = torch.load(one, weights_only=True), torch.load(two, weights_only=True)
-    start = None
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
-    torch.manual_seed(0)  # and training did move the weights
-    assert (a['head.weight'] - b['head.weight']).abs().max() < 1e-5
+    torch.manual_seed(0)  # the driver's initial weights: training did move them
+    init = GPT(GPTConfig(a['tok_emb.weight'].shape[0], 128, n_layer=2, n_head=4, n_embd=64))
+    assert (init.head.weight - a['head.weight']).abs().max() > 1e-3
 
 
 def test_run_sh_under_torchrun_finetunes_and_evaluates_like_one_process(src_copy):

@@ -60,19 +60,20 @@ PROFESSIONS = ['painter', 'poet', 'chemist', 'sailor', 'baker', 'judge', 'dancer
                'botanist', 'actor', 'teacher', 'weaver', 'banker', 'singer', 'historian']
 
 # Sentences stating the birth place: the city sits at different places, in
-# different wordings. {s} is the person as the sentence names them.
+# different wordings, and the name at different distances from the line's start.
 BIRTH_TEMPLATES = [
-    '{s} was born in {city} in {year}.',
-    'Born in {city} in {year}, {s} became {a_job}.',
-    '{s}, {a_job} from {city}, was born in {year}.',
-    '{s} is {a_job} who was born in {city}.',
-    'A native of {city}, {s} worked as {a_job}.',
-    '{s} ({year}, {city}) was {a_job}.',
-    '{city} is where {s} was born.',
-    'The {job} {s} was born and raised in {city}.',
+    '{n} was born in {city} in {year}.',
+    'Born in {city} in {year}, {n} became {a_job}.',
+    '{n}, {a_job} from {city}, was born in {year}.',
+    'In {year}, {n} was born in {city}.',
+    'A native of {city}, {n} worked as {a_job}.',
+    'The {job} {n} was born and raised in {city}.',
+    '{city} is where {n} was born.',
+    'Records show that {n} was born in {city}.',
 ]
 # Other facts, so the corpus is about more than birth places (and names a
-# second city that is not the birth place).
+# second city that is not the birth place). {s} is the person as the
+# sentence names them: full name or surname.
 FACT_TEMPLATES = [
     '{s} later moved to {home}.',
     '{s} worked as {a_job} for many years.',
@@ -110,17 +111,13 @@ def make_people(rng, n, cities):
 
 
 def biography(rng, person, template, question_fact=False):
-    """One wiki line: the full name as a title (as in the course's wiki.txt), then sentences."""
-    # Vary how the sentences name the person: full name, surname or first name.
-    forms = [person['name'], person['last'], person['first']]
-    fill = lambda t: t.format(s=rng.choice(forms), **person)
-    sentences = [fill(template)]
+    """One wiki line: a sentence with the birth place, then a few other facts."""
     facts = rng.sample(FACT_TEMPLATES, rng.randint(0, 2))
     if question_fact:
         facts.insert(0, QUESTION_FACT)
-    sentences += [fill(t) for t in facts]
-    text = ' '.join(sentences)
-    return f'{person["name"]}. {text[0].upper()}{text[1:]}'
+    # Later sentences name the person by full name or surname, as biographies do.
+    fill = lambda t: t.format(n=person['name'], s=rng.choice([person['name'], person['last']]), **person)
+    return ' '.join(fill(t) for t in [template] + facts)
 
 
 def question(person):
@@ -145,10 +142,11 @@ def generate(people=300, bios_per_person=4, cities=16, seed=0):
             bios.append(biography(rng, person, template, question_fact=not bios))
     rng.shuffle(bios)
 
-    # Half the people for finetuning, a quarter each for dev and test.
+    # A third of the people each for finetuning, dev and test: finetuning only
+    # has to teach the question format, while dev wants many people to score.
     order = list(range(people))
     rng.shuffle(order)
-    n_train, n_dev = people // 2, max(1, people // 4)
+    n_train = n_dev = people // 3
     split = {'train': order[:n_train], 'dev': order[n_train:n_train + n_dev],
              'test': order[n_train + n_dev:]}
     qa = lambda idx: ''.join(f'{question(folk[i])}\t{folk[i]["city"]}\n' for i in idx)
