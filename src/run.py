@@ -41,6 +41,7 @@ import torch
 from docopt import docopt, DocoptExit
 
 from submission import checkpoint, distributed, evaluate, utils
+from submission.report import MADE_BY
 from submission.dataset import CharCorruptionDataset, MASK_CHAR
 from submission.helper import (finetune, initialize_synthesizer_model, initialize_vanilla_model,
                                pretrain, train)
@@ -49,16 +50,6 @@ from submission.trainer import Interrupted, TrainingError, pick_device
 
 FUNCTIONS = ('pretrain', 'finetune', 'evaluate', 'report', 'london_baseline')
 VARIANTS = ('vanilla', 'synthesizer')
-# Which run.sh command makes each course params file, for "make it first" messages.
-MADE_BY = {
-    'vanilla.model.params': 'vanilla_finetune_without_pretrain',
-    'vanilla.pretrain.params': 'vanilla_pretrain',
-    'vanilla.finetune.params': 'vanilla_finetune_with_pretrain',
-    'synthesizer.pretrain.params': 'synthesizer_pretrain',
-    'synthesizer.finetune.params': 'synthesizer_finetune_with_pretrain',
-}
-
-
 class UsageError(Exception):
     """A bad input; the message names the problem and the fix."""
 
