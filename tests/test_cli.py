@@ -76,9 +76,9 @@ def params(tmp_path_factory):
     out = {}
     for variant in ('vanilla', 'synthesizer'):
         path = d / f'{variant}.params'
-        p = run_py(['--function=finetune', f'--variant={variant}', *COURSE, f'--writing_params_path={path}',
-                    f'--finetune_corpus_path={data("birth_places_train.tsv")}', '--max_steps=1'],
-                   cwd=os.path.join(os.path.dirname(__file__), '..', 'src'))
+        p = run_py(['--function=finetune', f'--variant={variant}', f'--pretrain_corpus_path={data("wiki.txt")}',
+                    f'--writing_params_path={path}', f'--finetune_corpus_path={data("birth_places_train.tsv")}',
+                    '--max_steps=1'])
         assert p.returncode == 0, p.stderr
         out[variant] = path
     return out

@@ -57,7 +57,6 @@ class MetricsLog:
     def __init__(self, path, enabled=True):
         self.file = open(path, 'a', encoding='utf-8') if (path and enabled) else None
         self.tb = None
-        self.last_flush = time.time()
         if self.file is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -68,18 +67,13 @@ class MetricsLog:
     def write(self, record):
         if self.file is None:
             return
+        # Flushed every line, so `tail -f` and anything watching the log sees each step.
         self.file.write(json.dumps(record) + '\n')
-        if time.time() - self.last_flush > 5:
-            self.flush()
+        self.file.flush()
         if self.tb is not None and 'loss' in record:
             for key in ('loss', 'lr', 'tokens_per_s'):
                 if key in record:
                     self.tb.add_scalar(key, record[key], record['step'])
-
-    def flush(self):
-        if self.file is not None:
-            self.file.flush()
-            self.last_flush = time.time()
 
     def close(self):
         if self.file is not None:
