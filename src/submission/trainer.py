@@ -200,23 +200,8 @@ class Trainer:
         self.tokens, self.step = 0, 0
         ckpt_path = config.checkpoint_path
         if config.resume and ckpt_path and os.path.exists(ckpt_path):
-            ckpt = checkpoint.load_checkpoint(ckpt_path)
-            checkpoint.check_settings(ckpt_path, ckpt['settings'], config.settings or {})
-            raw_model.load_state_dict(ckpt['model'])
-            optimizer.load_state_dict(ckpt['optimizer'])
-            if 'scaler' in ckpt and precision == 'fp16':
-                scaler.load_state_dict(ckpt['scaler'])
-            self.tokens, self.step = ckpt['tokens'], ckpt['step']
-            start_epoch, start_batch = ckpt['epoch'], ckpt['batch']
-            elapsed_before = ckpt['elapsed']
-            states = ckpt['rng']
-            if len(states) == world:
-                checkpoint.set_rng_state(states[rank])
-            else:  # another number of processes: fresh but reproducible streams
-                random.seed(config.seed * 7919 + self.step * 31 + rank)
-                torch.manual_seed(config.seed * 7919 + self.step * 31 + rank)
-            if distributed.is_main():
-                print(f'resuming from {ckpt_path}: epoch {start_epoch + 1}, step {self.step}', flush=True)
+            start_epoch, start_batch, elapsed_before = self.restore(ckpt_path, raw_model, optimizer,
+                                                                    scaler, precision)
         lr = lr_at(self.tokens, config)
         for group in optimizer.param_groups:
             group['lr'] = lr if self.step else config.learning_rate
@@ -260,30 +245,8 @@ class Trainer:
                     x, y, pos = batching.make_batch(self.train_dataset, mine, config.exact)
                     x, y = x.to(self.device), y.to(self.device)
                     pos = pos.to(self.device) if pos is not None else None
-                    with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                        if pos is None:
-                            logits, loss = model(x, y)
-                        else:
-                            logits, loss = model(x, y, pos=pos)
-                        loss = loss.mean()
-                    if world > 1:
-                        # Weight each rank by its share of the batch's targets, so
-                        # DDP's gradient average equals the one-process mean.
-                        mine_targets = float((y != 0).sum()) * weight
-                        total_targets, loss_sum = distributed.all_sum(
-                            [mine_targets, float(loss.detach()) * mine_targets], self.device)
-                        backward_loss = loss * (mine_targets * world / total_targets)
-                        loss_value = loss_sum / total_targets
-                    else:
-                        backward_loss = loss
-                        loss_value = loss.item()
-
-                    model.zero_grad()
-                    scaler.scale(backward_loss).backward()
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(raw_model.parameters(), config.grad_norm_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
+                    loss_value = self.optimize(model, raw_model, optimizer, scaler, x, y, pos, weight,
+                                               device_type, amp_dtype)
                     self.step += 1
 
                     # (y >= 0).sum() of the course's full rows, whatever the packing.
@@ -323,6 +286,52 @@ class Trainer:
             metrics.close()
         self.elapsed = elapsed_before + time.time() - started
         self.final_loss = loss_value
+
+    def restore(self, ckpt_path, raw_model, optimizer, scaler, precision):
+        """Load a checkpoint into the run; returns (epoch, batch, elapsed) to continue from."""
+        config, world, rank = self.config, distributed.world_size(), distributed.rank()
+        ckpt = checkpoint.load_checkpoint(ckpt_path)
+        checkpoint.check_settings(ckpt_path, ckpt['settings'], config.settings or {})
+        raw_model.load_state_dict(ckpt['model'])
+        optimizer.load_state_dict(ckpt['optimizer'])
+        if precision == 'fp16':
+            scaler.load_state_dict(ckpt['scaler'])
+        self.tokens, self.step = ckpt['tokens'], ckpt['step']
+        states = ckpt['rng']
+        if len(states) == world:
+            checkpoint.set_rng_state(states[rank])
+        else:  # another number of processes: fresh but reproducible streams
+            random.seed(config.seed * 7919 + self.step * 31 + rank)
+            torch.manual_seed(config.seed * 7919 + self.step * 31 + rank)
+        if distributed.is_main():
+            print(f'resuming from {ckpt_path}: epoch {ckpt["epoch"] + 1}, step {self.step}', flush=True)
+        return ckpt['epoch'], ckpt['batch'], ckpt['elapsed']
+
+    def optimize(self, model, raw_model, optimizer, scaler, x, y, pos, weight, device_type, amp_dtype):
+        """One optimizer step of the course's loop; returns the batch's mean loss."""
+        with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            if pos is None:
+                logits, loss = model(x, y)
+            else:
+                logits, loss = model(x, y, pos=pos)
+            loss = loss.mean()
+        if distributed.world_size() > 1:
+            # Weight each rank by its share of the batch's targets, so DDP's
+            # gradient average equals the one-process mean over all targets.
+            mine = float((y != 0).sum()) * weight
+            total, loss_sum = distributed.all_sum([mine, float(loss.detach()) * mine], self.device)
+            backward_loss = loss * (mine * distributed.world_size() / total)
+            loss_value = loss_sum / total
+        else:
+            backward_loss = loss
+            loss_value = loss.item()
+        model.zero_grad()
+        scaler.scale(backward_loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), self.config.grad_norm_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        return loss_value
 
     @torch.no_grad()
     def evaluate_loss(self, model):
