@@ -50,15 +50,15 @@ def predict_batch(model, prompts, itos, device, steps=STEPS):
     # Prefill: every row from position 0; a short row's padding is written
     # into the cache but masked out, and overwritten as that row decodes.
     pos = torch.arange(L, device=device).expand(B, L)
-    logits = run_cached(model, x, pos, cache, block)
-    nxt = logits[rows, lens - 1].argmax(-1)
+    hidden = run_cached(model, x, pos, cache, block)
+    nxt = logits_of(model, hidden[rows, lens - 1]).argmax(-1)
     out = [nxt]
     done = nxt == 1
     for step in range(1, steps):
         if bool(done.all()):
             break
-        logits = run_cached(model, nxt[:, None], (lens + step - 1)[:, None], cache, block)
-        nxt = logits[:, -1].argmax(-1)
+        hidden = run_cached(model, nxt[:, None], (lens + step - 1)[:, None], cache, block)
+        nxt = logits_of(model, hidden[:, -1]).argmax(-1)
         out.append(nxt)
         done |= nxt == 1
     generated = torch.stack(out, 1).tolist()
@@ -69,8 +69,14 @@ def predict_batch(model, prompts, itos, device, steps=STEPS):
     return preds
 
 
+def logits_of(model, hidden):
+    """The model's output head, applied only where a next character is wanted."""
+    return model.head(model.ln_f(hidden))
+
+
 def run_cached(model, idx, pos, cache, block):
-    """Forward idx (B, t) at positions pos (B, t), reading and extending the layer caches."""
+    """Forward idx (B, t) at positions pos (B, t), reading and extending the layer caches;
+    returns the last layer's hidden states (before ln_f and the head)."""
     B, t = idx.shape
     x = model.tok_emb(idx) + model.pos_emb[0][pos]
     slots = torch.arange(block, device=idx.device)
@@ -95,19 +101,24 @@ def run_cached(model, idx, pos, cache, block):
         S = int(pos.max()) + 1
         mask = (slots[:S].view(1, 1, 1, S) <= pos.view(B, 1, t, 1))
         kb = layer['bias'][..., :S] if bias is not None else None
-        y = attend(q, layer['k'][:, :, :S], layer['v'][:, :, :S], kb, mask, scale, 0.0, attn.exact)
+        # The plain formula here: on the cache's strided slices the fused kernel
+        # would first copy them, which costs more than it saves for one query.
+        y = attend(q, layer['k'][:, :, :S], layer['v'][:, :, :S], kb, mask, scale, 0.0, exact=True)
         x = x + attn.proj(y.transpose(1, 2).reshape(B, t, -1))
         x = x + blk.mlp(blk.ln2(x))
-    return model.head(model.ln_f(x))
+    return x
 
 
-def predict_places(model, questions, stoi, itos, device, exact=False, batch_size=1024):
+def predict_places(model, questions, stoi, itos, device, exact=False, batch_size=256):
     """One prediction per question (questions without their MASK; characters outside
     the vocabulary must already be dropped)."""
     prompts = [[stoi[c] for c in q] + [stoi[MASK_CHAR]] for q in questions]
     block = model.get_block_size()
     preds = [None] * len(prompts)
     batched = [] if exact else [i for i, p in enumerate(prompts) if len(p) + STEPS - 1 <= block - 1]
+    # Similar lengths together: less padding in the prefill, and a batch whose
+    # rows have all answered stops early.
+    batched.sort(key=lambda i: len(prompts[i]))
     for start in range(0, len(batched), batch_size):
         chunk = batched[start:start + batch_size]
         for i, p in zip(chunk, predict_batch(model, [prompts[i] for i in chunk], itos, device)):
