@@ -60,16 +60,19 @@ PROFESSIONS = ['painter', 'poet', 'chemist', 'sailor', 'baker', 'judge', 'dancer
                'botanist', 'actor', 'teacher', 'weaver', 'banker', 'singer', 'historian']
 
 # Sentences stating the birth place: the city sits at different places, in
-# different wordings, and the name at different distances from the line's start.
+# different wordings, and the name at different distances from the line's
+# start. Every person gets the first one, the lead-sentence form of
+# encyclopedia articles, whose "X, born in" is nearest to the question
+# "Where was X born?"; further biographies take the others.
 BIRTH_TEMPLATES = [
+    '{n}, born in {city}, became {a_job}.',
     '{n} was born in {city} in {year}.',
-    'Born in {city} in {year}, {n} became {a_job}.',
     '{n}, {a_job} from {city}, was born in {year}.',
     'In {year}, {n} was born in {city}.',
-    'A native of {city}, {n} worked as {a_job}.',
     'The {job} {n} was born and raised in {city}.',
-    '{city} is where {n} was born.',
     'Records show that {n} was born in {city}.',
+    '{n} is {a_job} born in {city}.',
+    'Born in {city} in {year}, {n} became {a_job}.',
 ]
 # Other facts, so the corpus is about more than birth places (and names a
 # second city that is not the birth place). {s} is the person as the
@@ -138,7 +141,7 @@ def generate(people=300, bios_per_person=4, cities=16, seed=0):
     bios = []
     for person in folk:
         # Each biography of a person states the birth place in another wording.
-        for template in rng.sample(BIRTH_TEMPLATES, bios_per_person):
+        for template in BIRTH_TEMPLATES[:1] + rng.sample(BIRTH_TEMPLATES[1:], bios_per_person - 1):
             bios.append(biography(rng, person, template, question_fact=not bios))
     rng.shuffle(bios)
 
