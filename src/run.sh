@@ -46,7 +46,8 @@ report)
 demo)
     exec "$PY" -m submission.demo "$@" ;;
 *)
-    echo "Unknown command '$cmd'. Valid commands:" >&2
+    if [ -z "$cmd" ]; then echo "Usage: ./run.sh COMMAND [run.py options]. Valid commands:" >&2
+    else echo "Unknown command '$cmd'. Valid commands:" >&2; fi
     echo "  vanilla_finetune_without_pretrain vanilla_eval_dev_without_pretrain vanilla_eval_test_without_pretrain" >&2
     echo "  vanilla_pretrain vanilla_finetune_with_pretrain vanilla_eval_dev_with_pretrain vanilla_eval_test_with_pretrain" >&2
     echo "  synthesizer_pretrain synthesizer_finetune_with_pretrain synthesizer_eval_dev_with_pretrain synthesizer_eval_test_with_pretrain" >&2
