@@ -4,11 +4,12 @@
 
 It writes a synthetic world (world.py) into runs/demo/, pretrains a small GPT
 with span corruption on its wiki.txt, finetunes it on the training people's
-"Where was X born?" questions, finetunes a fresh model the same way without
-pretraining, and scores both on the dev people, who are in the wiki corpus but
-never in the finetuning data. Next to them stands the most-frequent-city
+"Where was X born?" questions, finetunes a fresh model on the same questions
+without pretraining, and scores both on the dev people, who are in the wiki
+corpus but never in the finetuning data. Next to them stands the most-frequent-city
 baseline (the commonest answer among the training people, scored on dev). A
-table goes to stdout and the figures to runs/demo/results.json.
+table goes to stdout; the figures go to runs/demo/results.json and the three
+models' params next to it.
 
 --one-bio gives every person a single biography instead of several
 differently worded ones, which shows how much the extraction of knowledge for
@@ -34,11 +35,12 @@ from .trainer import Trainer, TrainerConfig, TrainingError, pick_device
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_OUT = os.path.join(REPO, 'runs', 'demo')
 
-# Chosen on dev accuracy on a 2-core CPU shared with other work. A narrow
-# two-layer model beat wider and deeper ones for the same time (more steps per
-# second, and deeper models extracted less of what they stored). Finetuning is
-# short: it only has to teach the question format, and longer finetuning
-# memorised the training people at the expense of the others.
+# Chosen on dev accuracy on a 2-core CPU shared with other work (default about
+# 5 minutes, small about 2). A narrow two-layer model beat wider and deeper
+# ones in the same time: more steps per second, and a three-layer model
+# extracted less of what it had stored. Finetuning is short because it only
+# has to teach the question format; longer finetuning memorised the training
+# people and answered fewer of the others.
 SIZES = {
     'default': dict(people=150, bios_per_person=4, cities=16,
                     n_layer=2, n_head=4, n_embd=96, block_size=64,
@@ -46,7 +48,7 @@ SIZES = {
                     finetune_epochs=15, nopretrain_epochs=75, finetune_batch=32, finetune_lr=5e-4),
     'small': dict(people=60, bios_per_person=4, cities=16,
                   n_layer=2, n_head=4, n_embd=96, block_size=64,
-                  pretrain_steps=1500, pretrain_batch=64, pretrain_lr=3e-3,
+                  pretrain_steps=2000, pretrain_batch=64, pretrain_lr=3e-3,
                   finetune_epochs=15, nopretrain_epochs=75, finetune_batch=32, finetune_lr=5e-4),
 }
 
@@ -55,17 +57,17 @@ class UsageError(Exception):
     """A bad option; the message says what to pass instead."""
 
 
-def train(model, dataset, steps, batch, lr, seed, device, stretch=1.0):
+def train(model, dataset, steps, batch, lr, seed, device):
     """Train with the project's Trainer on its fast packed path: warmup over the
     first few percent of `steps`, then a cosine to the last step (the schedule
     counts full course rows per step, whatever the packing)."""
     row_tokens = batch * (dataset.block_size - 1)
-    # No weight decay: pretraining stores facts seen a few thousand times, and
-    # decay erodes them between visits.
+    # No weight decay: pretraining here stores facts, and decay pulls the
+    # weights that hold them back towards zero between visits to each fact.
     tconf = TrainerConfig(max_epochs=math.ceil(steps / math.ceil(len(dataset) / batch)),
                           max_steps=steps, batch_size=batch, learning_rate=lr, lr_decay=True,
                           weight_decay=0.0, warmup_tokens=max(1, steps // 40) * row_tokens,
-                          final_tokens=int(stretch * steps) * row_tokens, exact=False, seed=seed,
+                          final_tokens=steps * row_tokens, exact=False, seed=seed,
                           device=device, progress=True)
     trainer = Trainer(model, dataset, None, tconf)
     trainer.train()
@@ -114,8 +116,7 @@ def run(out, size='default', seed=0, one_bio=False, device=None):
 
     print(f'pretraining on {paths["wiki.txt"]} ({len(corpus) - 1} biographies)', flush=True)
     model = new_model(corpus, s, seed)
-    pretraining = train(model, corpus, s['pretrain_steps'], s['pretrain_batch'], s['pretrain_lr'], seed, device,
-                        s.get('stretch', 1.0))
+    pretraining = train(model, corpus, s['pretrain_steps'], s['pretrain_batch'], s['pretrain_lr'], seed, device)
     save_torch(model.state_dict(), os.path.join(out, 'pretrain.params'))
     print('finetuning the pretrained model', flush=True)
     train(model, questions, s['finetune_epochs'] * steps_per_epoch, s['finetune_batch'], s['finetune_lr'],
@@ -153,8 +154,9 @@ def table(r):
     rows = [('pretrain + finetune', r['pretrained_acc']),
             ('finetune only (no pretraining)', r['nopretrain_acc']),
             (f'most frequent city ({r["baseline_city"]})', r['baseline_acc'])]
+    k = r['settings']['bios_per_person']
     lines = [f'dev accuracy on {n} people never seen in finetuning '
-             f'({r["settings"]["bios_per_person"]} biographies per person):']
+             f'({k} {"biography" if k == 1 else "biographies"} per person):']
     lines += [f'  {name:<34} {acc * 100:5.1f} %  ({round(acc * n)}/{n})' for name, acc in rows]
     lines.append(f'  took {r["seconds"]:.0f} s ({r["pretrain_seconds"]:.0f} s pretraining) on {r["device"]}')
     return '\n'.join(lines)

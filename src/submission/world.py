@@ -4,8 +4,8 @@ Invented people (names built from syllables), each with a birth place taken
 from a fixed list of real cities, a profession, a birth year and a later home
 town. From them it writes what the course ships:
 
-* wiki.txt: one biography per line, "Full Name. sentence sentence ...",
-  newline-terminated, with the biographies of all people shuffled together;
+* wiki.txt: one biography per line, newline-terminated: a sentence with the
+  birth place, then a few other facts; all people's biographies shuffled together;
 * birth_places_train.tsv, birth_dev.tsv, birth_test.tsv: "Where was X born?<TAB>City";
 * birth_test_inputs.tsv: the test questions without answers.
 
@@ -13,12 +13,17 @@ The people of the three splits are disjoint. Dev and test people are in the
 wiki corpus but never in the finetuning file, so a model can only answer for
 them with what pretraining stored, which is the point of the experiment.
 
+Unlike the course's wiki.txt, lines have no "Full Name." title. With one, the
+name always sat at the start of the line, and in one tuning run the finetuned
+model answered fewer dev questions (40-50 %, against 55-60 % without), which
+fits the question putting the name elsewhere ("Where was X born?").
+
 bios_per_person=1 gives every person one biography; more gives each person
-that many, worded differently (other templates, other name forms, other
-extra facts). Allen-Zhu & Li (2023, "Physics of Language Models: Part 3.1")
-found that facts seen in only one wording are memorised but hard to extract
-for people the question-answer finetuning never saw, while several wordings
-per person make them extractable; the demo shows the same contrast.
+that many, worded differently (other templates, other extra facts).
+Allen-Zhu & Li (2023, "Physics of Language Models: Part 3.1") found that facts
+seen in only one wording are memorised but hard to extract for people the
+question-answer finetuning never saw, while several wordings per person make
+them extractable; the demo shows the same contrast.
 
 Everything comes from one seeded random.Random, so the same settings give
 byte-identical files.
@@ -86,7 +91,7 @@ FACT_TEMPLATES = [
     '{s} died in {home} in {late}.',
 ]
 # The questions need "W" and "?", which plain statements lack; this fact
-# supplies them (the first biography of the corpus always carries it).
+# supplies them (one biography of the corpus always carries it).
 QUESTION_FACT = 'Why did {s} move to {home}? Nobody knows.'
 
 
@@ -127,7 +132,7 @@ def question(person):
     return f'Where was {person["name"]} born?'
 
 
-def generate(people=300, bios_per_person=4, cities=16, seed=0):
+def generate(people=150, bios_per_person=4, cities=16, seed=0):
     """The world's files as {file name: text}; the same arguments give the same text."""
     if not 1 <= bios_per_person <= len(BIRTH_TEMPLATES):
         raise ValueError(f'bios per person must be 1 to {len(BIRTH_TEMPLATES)}')
@@ -181,7 +186,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m submission.world',
                                      description='Write a synthetic birth-place world in the course formats.')
     parser.add_argument('--out', required=True, help='directory to write the files into')
-    parser.add_argument('--people', type=int, default=300)
+    parser.add_argument('--people', type=int, default=150)
     parser.add_argument('--bios-per-person', type=int, default=4)
     parser.add_argument('--cities', type=int, default=16)
     parser.add_argument('--seed', type=int, default=0)
