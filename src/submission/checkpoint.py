@@ -1,54 +1,27 @@
-"""Checkpoint: atomic file writes, resumable training checkpoints, safe params loading.
-
-Everything the project writes that a crash could truncate (params,
-checkpoints, predictions) goes through `atomic_write`: a temporary file in the
-same directory, flushed, then renamed over the target, so readers see the old
-file or the new one, never half of one.
+"""Checkpoint: resumable training checkpoints, and params files loaded safely and checked for fit.
 
 A training checkpoint (`<params>.ckpt`) holds what a resumed run needs to
 reach the same end state as an uninterrupted one: model and optimizer state,
 the schedule's token counter, where in which epoch it stopped, every random
-number generator's state, and the run's settings (a checkpoint from other
-settings is refused).
+number generator's state (of every rank), and the run's settings (a
+checkpoint from other settings is refused). `Checkpointer` is the small
+object the trainer keeps: where the checkpoint lives, when the next one is
+due, and saving and restoring it.
+
+Params files are read with `torch.load(weights_only=True)`, so a params file
+cannot run code, and `check_params_fit` explains in one line a params file
+made for another variant, vocabulary or block size.
 """
 import os
 import random
-import tempfile
+import time
 
 import torch
 
+from . import distributed
+from .files import UsageError, remove_stale_temporaries, save_torch
+
 FORMAT = 'knowledge-probe-checkpoint/1'
-
-
-class CheckpointError(Exception):
-    """A checkpoint or params file that cannot be used; the message says why and what to do."""
-
-
-def atomic_write(path, write):
-    """Call write(file_object) on a temporary file, then rename it onto path."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def save_torch(obj, path):
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def save_text(text, path):
-    atomic_write(path, lambda f: f.write(text.encode('utf-8')))
 
 
 def rng_state():
@@ -65,16 +38,64 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
+class Checkpointer:
+    """A run's resumable checkpoint: its path (None: never written), its period and its settings."""
+
+    def __init__(self, path, every, settings):
+        self.path, self.every, self.settings = path, every, settings
+        self.last = time.time()
+        if path and distributed.is_main():
+            remove_stale_temporaries(path)
+
+    def exists(self):
+        return bool(self.path) and os.path.exists(self.path)
+
+    def due(self):
+        return bool(self.path) and time.time() - self.last >= self.every
+
+    def save(self, trainer, epoch, batch):
+        """Checkpoint the run, to continue at (epoch, batch); every rank gives its random state."""
+        states = distributed.gather_objects(rng_state())
+        if self.path and distributed.is_main():
+            save_torch({
+                'format': FORMAT, 'model': trainer.raw_model.state_dict(),
+                'optimizer': trainer.optimizer.state_dict(), 'scaler': trainer.scaler.state_dict(),
+                'tokens': trainer.tokens, 'step': trainer.step, 'epoch': epoch, 'batch': batch,
+                'rng': states, 'settings': self.settings, 'elapsed': trainer.elapsed_so_far(),
+            }, self.path)
+        self.last = time.time()
+
+    def restore(self, trainer):
+        """Load the checkpoint into the trainer; returns (epoch, batch, elapsed) to continue from."""
+        ckpt = load_checkpoint(self.path)
+        check_settings(self.path, ckpt['settings'], self.settings)
+        trainer.raw_model.load_state_dict(ckpt['model'])
+        trainer.optimizer.load_state_dict(ckpt['optimizer'])
+        if trainer.scaler.is_enabled():
+            trainer.scaler.load_state_dict(ckpt['scaler'])
+        trainer.tokens, trainer.step = ckpt['tokens'], ckpt['step']
+        world, rank, states = distributed.world_size(), distributed.rank(), ckpt['rng']
+        if len(states) == world:
+            set_rng_state(states[rank])
+        else:  # another number of processes: fresh but reproducible streams
+            seed = trainer.options.seed * 7919 + trainer.step * 31 + rank
+            random.seed(seed)
+            torch.manual_seed(seed)
+        if distributed.is_main():
+            print(f'resuming from {self.path}: epoch {ckpt["epoch"] + 1}, step {trainer.step}', flush=True)
+        return ckpt['epoch'], ckpt['batch'], ckpt['elapsed']
+
+
 def load_checkpoint(path):
     """Read a training checkpoint, refusing anything damaged or foreign."""
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise CheckpointError(f'checkpoint {path} is damaged or truncated ({type(e).__name__}); '
-                              f'delete it to start the run over') from None
+        raise UsageError(f'checkpoint {path} is damaged or truncated ({type(e).__name__}); '
+                         f'delete it to start the run over') from None
     if not isinstance(ckpt, dict) or ckpt.get('format') != FORMAT:
-        raise CheckpointError(f'{path} is not a training checkpoint of this project; '
-                              f'delete it to start the run over')
+        raise UsageError(f'{path} is not a training checkpoint of this project; '
+                         f'delete it to start the run over')
     return ckpt
 
 
@@ -83,8 +104,8 @@ def check_settings(path, saved, current):
     diffs = [f'{k} {saved.get(k)!r} there, {current.get(k)!r} now'
              for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
     if diffs:
-        raise CheckpointError(f'checkpoint {path} was written with other settings ({"; ".join(diffs)}); '
-                              f'rerun with those settings or delete it to start over')
+        raise UsageError(f'checkpoint {path} was written with other settings ({"; ".join(diffs)}); '
+                         f'rerun with those settings or delete it to start over')
 
 
 def load_params(path):
@@ -92,17 +113,21 @@ def load_params(path):
     try:
         state = torch.load(path, map_location=torch.device('cpu'), weights_only=True)
     except FileNotFoundError:
-        raise CheckpointError(f'params file {path} does not exist') from None
+        raise UsageError(f'params file {path} does not exist') from None
     except PermissionError:
-        raise CheckpointError(f'params file {path} cannot be read (permission denied)') from None
+        raise UsageError(f'params file {path} cannot be read (permission denied)') from None
     except Exception as e:
-        raise CheckpointError(f'{path} is not a params file (torch.load failed: {type(e).__name__}); '
-                              f'point to a .params file written by training') from None
+        raise UsageError(f'{path} is not a params file (torch.load failed: {type(e).__name__}); '
+                         f'point to a .params file written by training') from None
     if isinstance(state, dict) and state.get('format') == FORMAT:
         state = state['model']
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f'{path} is not a params file (no model state_dict inside); '
-                              f'point to a .params file written by training')
+        raise UsageError(f'{path} is not a params file (no model state_dict inside); '
+                         f'point to a .params file written by training')
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise UsageError(f'{path} holds values that are not finite (NaN or inf, in {bad[0]}): '
+                         f'its training diverged; retrain it, e.g. with a lower learning rate')
     return state
 
 
@@ -113,17 +138,17 @@ def check_params_fit(state, model, path):
     model_synth = any(k.endswith('attn.w1.weight') for k in want)
     if is_synth != model_synth:
         made, asked = ('synthesizer', 'vanilla') if is_synth else ('vanilla', 'synthesizer')
-        raise CheckpointError(f'{path} holds a {made} model but --variant={asked} was asked for; '
-                              f'use --variant={made} or the {asked} params file')
+        raise UsageError(f'{path} holds a {made} model but --variant={asked} was asked for; '
+                         f'use --variant={made} or the {asked} params file')
     if 'tok_emb.weight' in state and state['tok_emb.weight'].shape != want['tok_emb.weight'].shape:
-        raise CheckpointError(f'{path} was trained with a vocabulary of {state["tok_emb.weight"].shape[0]} '
-                              f'characters but this pretraining corpus gives {want["tok_emb.weight"].shape[0]}; '
-                              f'use the --pretrain_corpus_path the params were trained with')
+        raise UsageError(f'{path} was trained with a vocabulary of {state["tok_emb.weight"].shape[0]} '
+                         f'characters but this pretraining corpus gives {want["tok_emb.weight"].shape[0]}; '
+                         f'use the --pretrain_corpus_path the params were trained with')
     missing = sorted(set(want) - set(state))
     unexpected = sorted(set(state) - set(want))
     wrong = [k for k in want if k in state and state[k].shape != want[k].shape]
     if missing or unexpected or wrong:
         what = (missing and f'missing {missing[0]}') or (unexpected and f'unexpected {unexpected[0]}') \
             or f'{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, expected {tuple(want[wrong[0]].shape)}'
-        raise CheckpointError(f'{path} does not fit this model ({what}); '
-                              f'it was made with other model settings')
+        raise UsageError(f'{path} does not fit this model ({what}); '
+                         f'it was made with other model settings')

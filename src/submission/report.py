@@ -15,7 +15,8 @@ import json
 import math
 import os
 
-from . import checkpoint, utils
+from . import utils
+from .files import MADE_BY, UsageError, atomic_write, save_text
 from .progress import fmt_time
 
 NOT_RUN = 'not run'
@@ -30,34 +31,12 @@ EXPERIMENTS = [
      'synthesizer.pretrain'),
 ]
 LONDON = 'London baseline'
-# The run.sh command that makes each file, in the course's order, for the list of what is not run yet.
-MADE_BY = {
-    'vanilla.model.params': 'vanilla_finetune_without_pretrain',
-    'vanilla.nopretrain.dev.predictions': 'vanilla_eval_dev_without_pretrain',
-    'vanilla.nopretrain.test.predictions': 'vanilla_eval_test_without_pretrain',
-    'vanilla.pretrain.params': 'vanilla_pretrain',
-    'vanilla.finetune.params': 'vanilla_finetune_with_pretrain',
-    'vanilla.pretrain.dev.predictions': 'vanilla_eval_dev_with_pretrain',
-    'vanilla.pretrain.test.predictions': 'vanilla_eval_test_with_pretrain',
-    'synthesizer.pretrain.params': 'synthesizer_pretrain',
-    'synthesizer.finetune.params': 'synthesizer_finetune_with_pretrain',
-    'synthesizer.pretrain.dev.predictions': 'synthesizer_eval_dev_with_pretrain',
-    'synthesizer.pretrain.test.predictions': 'synthesizer_eval_test_with_pretrain',
-}
-
-
-class ReportError(checkpoint.CheckpointError):
-    """The report cannot be written; the message names the path and the fix.
-
-    A CheckpointError subclass so that run.py, which prints `error: ...` for
-    those, reports it in one line.
-    """
 
 
 def read_log(path):
     """The records of a metrics log; a line cut short by a crash is skipped, not fatal."""
     records = []
-    with open(path, encoding='utf-8') as f:
+    with open(path, encoding='utf-8', errors='replace') as f:
         for line in f:
             try:
                 record = json.loads(line)
@@ -149,12 +128,16 @@ def plot_curve(summary, title, path):
     if len(steps) > 50 or summary['resumed_at']:
         ax.legend()
     fig.tight_layout()
-    checkpoint.atomic_write(path, lambda f: fig.savefig(f, format='png'))
+    atomic_write(path, lambda f: fig.savefig(f, format='png'))
 
 
 def read_predictions(path):
-    with open(path, encoding='utf-8') as f:
-        text = f.read()
+    """The predictions of a file, one per line; None for a file that is not UTF-8 text."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        return None
     # One line per question, possibly empty: only the final newline is not a prediction.
     lines = text.split('\n')
     if lines and lines[-1] == '':
@@ -163,7 +146,7 @@ def read_predictions(path):
 
 
 def count_questions(path):
-    with open(path, encoding='utf-8') as f:
+    with open(path, encoding='utf-8', errors='replace') as f:
         return len([line for line in f if line.strip()])
 
 
@@ -175,8 +158,11 @@ def score(answers_path, predictions):
     if len(predictions) != n:
         return f'{len(predictions)} predictions for {n} questions: rerun the evaluation'
     # evaluate_places prints a notice for a file without answers; the cell says it instead.
-    with contextlib.redirect_stdout(io.StringIO()):
-        total, correct = utils.evaluate_places(answers_path, predictions)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            total, correct = utils.evaluate_places(answers_path, predictions)
+    except (UnicodeDecodeError, IndexError):
+        return f'{os.path.basename(answers_path)} is not question<TAB>answer lines in UTF-8'
     if not total:
         return 'no answers'
     return f'{100 * correct / total:.2f} % ({int(correct)}/{int(total)})'
@@ -188,7 +174,11 @@ def accuracy_cell(submission_dir, data_dir, name, answers_file, params_files, no
         todo.append(MADE_BY[name])
         return NOT_RUN
     answers = os.path.join(data_dir, answers_file)
-    cell = score(answers, read_predictions(path))
+    predictions = read_predictions(path)
+    if predictions is None:
+        notes.append(f'`{name}` is not UTF-8 text: rerun `./run.sh {MADE_BY[name]}` to write it again.')
+        return 'unreadable'
+    cell = score(answers, predictions)
     if cell is None:
         return 'no answers' if answers_file == 'birth_test.tsv' else f'no {answers_file} in {data_dir}'
     newest = [p for p in params_files if os.path.isfile(p) and os.path.getmtime(p) > os.path.getmtime(path)]
@@ -277,10 +267,10 @@ def row(cells):
 
 def main(submission_dir, data_dir, report_dir):
     if not os.path.isdir(submission_dir):
-        raise ReportError(f'submission directory {submission_dir} does not exist; '
+        raise UsageError(f'submission directory {submission_dir} does not exist; '
                           f'run from src/ or pass --submission_dir')
     if os.path.exists(report_dir) and not os.path.isdir(report_dir):
-        raise ReportError(f'report directory {report_dir} is a file; pass another --report_dir')
+        raise UsageError(f'report directory {report_dir} is a file; pass another --report_dir')
     os.makedirs(report_dir, exist_ok=True)
 
     notes, runs, todo = [], [], []
@@ -326,6 +316,6 @@ def main(submission_dir, data_dir, report_dir):
     else:
         lines += [f'No training run has logged a step yet ({NOT_RUN}).', '']
     path = os.path.join(report_dir, 'report.md')
-    checkpoint.save_text('\n'.join(lines), path)
+    save_text('\n'.join(lines), path)
     print(f'wrote {path}')
     return path

@@ -31,11 +31,17 @@ byte-identical files.
     python -m submission.world --out DIR [--people N] [--bios-per-person K] [--cities N] [--seed S]
 """
 import argparse
+import json
 import os
 import random
 import sys
 
-from .checkpoint import save_text
+from .files import COURSE_FILES, UsageError, save_text
+
+# Written first into every folder the generator fills; a folder that holds
+# course-named files but no marker is not ours, and is never written into
+# (it may hold the real course data).
+MARKER = 'world.json'
 
 # Real cities, ASCII only, one word each so answers stay short; the first
 # `cities` of them are used.
@@ -174,9 +180,17 @@ def generate(people=150, bios_per_person=4, cities=16, seed=0):
 
 def write(out, **settings):
     """Generate the world and write its files into directory out; returns {file name: path}."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f'{out} is a file; give a directory')
+    theirs = [n for n in COURSE_FILES if os.path.exists(os.path.join(out, n))]
+    if theirs and not os.path.exists(os.path.join(out, MARKER)):
+        raise UsageError(f'{out} holds {theirs[0]} but no {MARKER}, so it was not written here and may be the '
+                         f'course data; give an empty directory or one this generator wrote')
+    files = generate(**settings)
     os.makedirs(out, exist_ok=True)
+    save_text(json.dumps(settings, sort_keys=True) + '\n', os.path.join(out, MARKER))
     paths = {}
-    for name, text in generate(**settings).items():
+    for name, text in files.items():
         paths[name] = os.path.join(out, name)
         save_text(text, paths[name])
     return paths
@@ -194,7 +208,7 @@ def main(argv=None):
     try:
         paths = write(args.out, people=args.people, bios_per_person=args.bios_per_person,
                       cities=args.cities, seed=args.seed)
-    except (ValueError, OSError) as e:
+    except (ValueError, UsageError, OSError) as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
     print('wrote ' + ', '.join(sorted(paths.values())))

@@ -1,0 +1,194 @@
+"""Files: every input the project reads and every output it writes goes through here.
+
+* Inputs are checked before any work starts. A path that is missing (naming
+  the ./run.sh command that makes it, or where the course data goes), not a
+  regular file (reading a FIFO hangs, /dev/zero never ends), unreadable, or not
+  UTF-8 text gets one line saying so and what to do.
+* Outputs are checked too: their folder exists and can be written, they are
+  not a folder or a device, and no output of a run, nor the checkpoint, metrics
+  log or temporary file beside it, is also one of its inputs (compared by real
+  path, so ./x, ../src/x and symlinks are all caught).
+* Writes are atomic: a temporary file in the same folder, flushed, then renamed
+  over the target, so readers see the old file or the new one, never half of
+  one. A hard exit (a second Ctrl-C) removes the temporary being written, and
+  the next run removes any a crash left behind.
+* `MADE_BY`: which ./run.sh command makes each file. run.sh is the one home of
+  the command table; it is read from there.
+* `course_data_dir()`: the one place that says where the course data is.
+* `UsageError`: the one kind of error a user can fix; the message names the
+  problem and the fix, and the command lines print it as one `error:` line.
+"""
+import fnmatch
+import glob
+import os
+import re
+import stat
+import tempfile
+
+import torch
+
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(SRC)
+COURSE_FILES = ('wiki.txt', 'birth_places_train.tsv', 'birth_dev.tsv', 'birth_test_inputs.tsv', 'birth_test.tsv')
+
+
+class UsageError(Exception):
+    """A bad input or setting; the message names the problem and the fix."""
+
+
+def course_data_dir(names=COURSE_FILES):
+    """src/data when it holds the named course files, else ../shared/data beside the
+    repository (where CI keeps them); None when neither holds them all."""
+    for folder in (os.path.join(SRC, 'data'), os.path.join(os.path.dirname(ROOT), 'shared', 'data')):
+        if all(os.path.isfile(os.path.join(folder, name)) for name in names):
+            return os.path.realpath(folder)
+    return None
+
+
+def read_command_table():
+    """{file name: ./run.sh command that writes it}, in run.sh's order."""
+    with open(os.path.join(SRC, 'run.sh'), encoding='utf-8') as f:
+        text = f.read()
+    table = {}
+    for command, body in re.findall(r'^([a-z_]+)\)\n(.*?);;', text, re.M | re.S):
+        for name in re.findall(r'--(?:writing_params|outputs)_path=\$S/(\S+)', body):
+            table[name] = command
+    return table
+
+
+MADE_BY = read_command_table()
+
+
+# ---------------------------------------------------------------- inputs
+
+def input_file(path, what):
+    """path, checked: an existing, readable, regular file."""
+    if not path:
+        raise UsageError(f'{what} is required')
+    if not os.path.exists(path):
+        name = os.path.basename(path)
+        if name in MADE_BY:
+            raise UsageError(f'{path} does not exist yet: make it first with ./run.sh {MADE_BY[name]}')
+        if name in COURSE_FILES:
+            raise UsageError(f'{path} does not exist: put the course data in src/data (see src/data/README.md)')
+        raise UsageError(f'{what} {path} does not exist; check the path')
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise UsageError(f'{what} {path} is a directory and cannot be read as a file; give a file path')
+    if not stat.S_ISREG(mode):
+        raise UsageError(f'{what} {path} is not a regular file (a pipe or a device); give a file path')
+    if not os.access(path, os.R_OK):
+        raise UsageError(f'{what} {path} cannot be read (permission denied); check its permissions')
+    return path
+
+
+def read_text(path, what):
+    """The text of a checked input file (universal newlines: CRLF files read as LF)."""
+    try:
+        with open(input_file(path, what), encoding='utf-8') as f:
+            return f.read()
+    except UnicodeDecodeError:
+        raise UsageError(f'{what} {path} is not UTF-8 text; save it as UTF-8') from None
+
+
+# ---------------------------------------------------------------- outputs
+
+def output_file(path, what):
+    """path, checked: a file that can be (re)written in an existing folder."""
+    if not path:
+        raise UsageError(f'{what} is required')
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError(f'{what} {path}: directory {directory} does not exist; create it or choose another path')
+    if os.path.isdir(path):
+        raise UsageError(f'{what} {path} is a directory; give a file path')
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        raise UsageError(f'{what} {path} is not a regular file (a pipe or a device); give a file path')
+    if not os.access(directory, os.W_OK):
+        raise UsageError(f'{what} {path}: directory {directory} cannot be written (permission denied)')
+    return path
+
+
+def companions(params_path):
+    """The files a training run writes beside its params: (description, path)."""
+    return [('its checkpoint', params_path + '.ckpt'), ('its metrics log', params_path + '.log.jsonl')]
+
+
+def check_outputs_spare_inputs(inputs, outputs):
+    """Refuse a run whose outputs (or the files written beside them) are among its inputs.
+
+    inputs, outputs: [(option, path)]; a training output brings its checkpoint and
+    metrics log. Compared by real path, before anything is written.
+    """
+    given = [(option, path, os.path.realpath(path)) for option, path in inputs if path]
+    for out_option, out_path in outputs:
+        targets = [(out_option, out_path)]
+        if out_option == '--writing_params_path':
+            targets += companions(out_path)
+        for what, target in targets:
+            real = os.path.realpath(target)
+            temporaries = os.path.join(os.path.dirname(real), '.' + os.path.basename(real) + '.*.tmp')
+            for in_option, in_path, in_real in given:
+                if in_real == real or fnmatch.fnmatch(in_real, temporaries):
+                    named = out_option if what == out_option else f'{what} (beside {out_option} {out_path})'
+                    raise UsageError(f'{in_option} {in_path} is also {named}: writing it would destroy '
+                                     f'that input; choose another {out_option}')
+
+
+# ---------------------------------------------------------------- atomic writes
+
+_writing = set()  # temporaries being written right now, for remove_partial_files()
+
+
+def atomic_write(path, write):
+    """Call write(file_object) on a temporary file beside path, then rename it onto path.
+
+    A symlinked output is written through the link (at its real path)."""
+    path = os.path.realpath(path)
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    _writing.add(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        _writing.discard(tmp)
+
+
+def save_torch(obj, path):
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def save_text(text, path):
+    atomic_write(path, lambda f: f.write(text.encode('utf-8')))
+
+
+def remove_partial_files():
+    """Delete the temporaries of writes in progress; for exits that skip `finally` (os._exit)."""
+    for tmp in list(_writing):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def remove_stale_temporaries(path):
+    """Delete temporaries of path that an earlier, killed run left behind."""
+    real = os.path.realpath(path)
+    pattern = os.path.join(glob.escape(os.path.dirname(real)), '.' + glob.escape(os.path.basename(real)) + '.*.tmp')
+    for tmp in glob.glob(pattern):
+        if tmp not in _writing:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
