@@ -7,6 +7,7 @@ Usage:
 
 pretrain, finetune and evaluate need --variant and --pretrain_corpus_path;
 report reads --submission_dir and --data_dir; london_baseline needs --eval_corpus_path.
+An option the function does not use is refused.
 
 Course options:
     --function=FUNCTION             pretrain, finetune or evaluate (ours: report, london_baseline)
@@ -21,91 +22,124 @@ Course options:
 Our options:
     --max_epochs=N                  override the course's number of epochs (smoke tests)
     --max_steps=N                   stop after N optimizer steps
-    --seed=N                        seed for every source of randomness [default: 0]
-    --device=DEVICE                 cuda, mps or cpu (default: the first available in that order)
-    --precision=P                   auto, fp32, bf16 or fp16 [default: auto]
+    --seed=N                        seed for every source of randomness (default 0)
+    --device=DEVICE                 cpu, cuda, cuda:N or mps (default: the first available of cuda, mps, cpu)
+    --precision=P                   auto, fp32, bf16 or fp16 (default auto: bf16 where the hardware has it)
+    --threads=N                     CPU threads for torch (default: torch's own choice)
     --compile                       torch.compile the model
     --exact                         the plain course computation: fp32, per-item dataset,
                                     full-length rows, one-question-at-a-time evaluation
     --resume                        continue from WRITING_PARAMS_PATH.ckpt if it exists
-    --checkpoint_every=SECONDS      seconds between resumable checkpoints [default: 300]
-    --submission_dir=DIR            report: where params, logs and predictions are [default: submission]
-    --data_dir=DIR                  report: where the course data is [default: data]
-    --report_dir=DIR                report: where to write the report [default: reports]
+    --checkpoint_every=SECONDS      seconds between resumable checkpoints (default 300)
+    --submission_dir=DIR            report: where params, logs and predictions are (default submission)
+    --data_dir=DIR                  report: where the course data is (default data)
+    --report_dir=DIR                report: where to write the report (default reports)
 """
-import os
 import random
 import sys
 
 import torch
 from docopt import docopt, DocoptExit
 
-from submission import checkpoint, distributed, evaluate, utils
-from submission.report import MADE_BY
-from submission.dataset import CharCorruptionDataset, MASK_CHAR
+from submission import distributed, evaluate, files, options, utils
+from submission.checkpoint import check_params_fit, load_params
+from submission.dataset import MASK_CHAR, PAD_CHAR, CharCorruptionDataset
+from submission.files import UsageError
 from submission.helper import (finetune, initialize_synthesizer_model, initialize_vanilla_model,
                                pretrain, train)
 from submission.model import GPTConfig
-from submission.trainer import Interrupted, TrainingError, pick_device
+from submission.trainer import Interrupted
 
-FUNCTIONS = ('pretrain', 'finetune', 'evaluate', 'report', 'london_baseline')
-VARIANTS = ('vanilla', 'synthesizer')
-class UsageError(Exception):
-    """A bad input; the message names the problem and the fix."""
+# Keep the block size fixed at 128 for this assignment
+BLOCK_SIZE = 128
 
 
-def readable_file(path, what):
-    if path is None:
-        raise UsageError(f'{what} is required')
-    if not os.path.exists(path):
-        made_by = MADE_BY.get(os.path.basename(path))
-        if made_by:
-            raise UsageError(f'{path} does not exist yet: make it first with ./run.sh {made_by}')
-        if os.path.basename(path) in ('wiki.txt', 'birth_places_train.tsv', 'birth_dev.tsv',
-                                      'birth_test_inputs.tsv', 'birth_test.tsv'):
-            raise UsageError(f'{path} does not exist: put the course data in src/data '
-                             f'(see src/data/README.md)')
-        raise UsageError(f'{what} {path} does not exist')
-    if os.path.isdir(path) or not os.access(path, os.R_OK):
-        raise UsageError(f'{what} {path} cannot be read; check the path and its permissions')
-    return path
-
-
-def read_text(path, what):
+def parse(argv=None):
+    """The command line as one checked, frozen Options."""
     try:
-        with open(readable_file(path, what), encoding='utf-8') as f:
-            return f.read()
-    except UnicodeDecodeError:
-        raise UsageError(f'{what} {path} is not UTF-8 text; pass the course text file') from None
+        args = docopt(__doc__, argv=argv)
+    except DocoptExit:
+        raise UsageError('unrecognised, repeated or incomplete arguments; see python run.py --help') from None
+    return options.from_command_line(args)
 
 
-def writable_path(path, what):
-    if path is None:
-        raise UsageError(f'{what} is required')
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise UsageError(f'{what} {path}: directory {directory} does not exist; create it or choose another path')
-    if os.path.isdir(path):
-        raise UsageError(f'{what} {path} is a directory; give a file path')
-    return path
+def check_files(o):
+    """Every input readable, every output writable, no output among the inputs: before any work."""
+    inputs = [('--pretrain_corpus_path', o.pretrain_corpus_path), ('--finetune_corpus_path', o.finetune_corpus_path),
+              ('--reading_params_path', o.reading_params_path), ('--eval_corpus_path', o.eval_corpus_path)]
+    outputs = [('--writing_params_path', o.writing_params_path), ('--outputs_path', o.outputs_path)]
+    inputs = [(option, path) for option, path in inputs if path is not None]
+    outputs = [(option, path) for option, path in outputs if path is not None]
+    for option, path in inputs:
+        files.input_file(path, option)
+    for option, path in outputs:
+        files.output_file(path, option)
+    files.check_outputs_spare_inputs(inputs, outputs)
 
 
-def number(args, key, kind=int, minimum=1):
-    value = args[key]
-    if value is None:
-        return None
-    try:
-        value = kind(value)
-    except ValueError:
-        raise UsageError(f'{key}={args[key]} is not a number') from None
-    if value < minimum:
-        raise UsageError(f'{key} must be at least {minimum}')
-    return value
+def read_corpus(path):
+    text = files.read_text(path, '--pretrain_corpus_path')
+    if not text.strip():
+        raise UsageError(f'pretraining corpus {path} is empty; pass the course wiki.txt')
+    for char, name in ((MASK_CHAR, 'MASK'), (PAD_CHAR, 'PAD')):
+        if char in text:
+            line = text[:text.index(char)].count('\n') + 1
+            raise UsageError(f'{path} line {line} holds {char} (U+{ord(char):04X}), which the course reserves '
+                             f'for {name}; remove it from the corpus')
+    return CharCorruptionDataset(text, BLOCK_SIZE)
 
 
-def read_questions(path, stoi):
+def check_finetune_corpus(path, stoi):
+    """Refuse, by line number, a line the course's NameDataset cannot turn into an example."""
+    # As NameDataset reads it: non-ASCII characters dropped, blank lines skipped.
+    text = files.read_text(path, '--finetune_corpus_path').encode('utf-8').decode('ascii', errors='ignore')
+    numbered = [(n, line) for n, line in enumerate(text.split('\n'), 1) if line.strip()]
+    if not numbered:
+        raise UsageError(f'finetune corpus {path} is empty; pass a file of question<TAB>answer lines')
+    for n, line in numbered:
+        if line.count('\t') != 1:
+            raise UsageError(f'{path} line {n} is not "question<TAB>answer"; fix that line')
+        question, answer = line.split('\t')
+        if not question:
+            raise UsageError(f'{path} line {n} has an empty question; fix or remove that line')
+        if len(question) + len(answer) + 2 > BLOCK_SIZE:
+            raise UsageError(f'{path} line {n} is too long: question and answer are {len(question) + len(answer)} '
+                             f'characters, at most {BLOCK_SIZE - 2} fit the block of {BLOCK_SIZE}; shorten it')
+        missing = sorted(set(line) - set(stoi) - {'\t'})
+        if missing:
+            raise UsageError(f'{path} line {n} has characters that are not in the pretraining corpus '
+                             f'({"".join(missing)!r}); the vocabulary comes from --pretrain_corpus_path')
+
+
+def read_eval_lines(path, longest=None):
+    """The non-blank lines of an eval file, all alike: every one with an answer, or none
+    (and no question longer than `longest` characters)."""
+    numbered = [(n, line) for n, line in enumerate(files.read_text(path, '--eval_corpus_path').split('\n'), 1)
+                if line.strip()]
+    if not numbered:
+        raise UsageError(f'eval file {path} has no questions; pass a file of questions, one per line')
+    for n, line in numbered:
+        if line.count('\t') > 1:
+            raise UsageError(f'{path} line {n} has more than one tab; use "question" or "question<TAB>answer"')
+        question = line.split('\t')[0]
+        if not question.strip():
+            raise UsageError(f'{path} line {n} has an empty question; fix or remove that line')
+        if longest is not None and len(question) > longest:
+            raise UsageError(f'{path} line {n}: the question is {len(question)} characters, but the synthesizer '
+                             f'answers at most {longest} (its attention spans {BLOCK_SIZE - 1} positions, '
+                             f'{evaluate.STEPS} of them for the answer); shorten it')
+    # As utils.evaluate_places reads them: the answer of a stripped line.
+    answered = [len(line.strip().split('\t')) == 2 for _, line in numbered]
+    if any(answered) and not all(answered):
+        odd = numbered[answered.index(not answered[0])][0]
+        raise UsageError(f'{path} line {odd} {"has" if answered[0] is False else "lacks"} an answer but line '
+                         f'{numbered[0][0]} {"does not" if answered[0] is False else "has one"}; give every '
+                         f'line an answer, or none')
+    return [line for _, line in numbered], answered[0]
+
+
+def questions_of(path, lines, stoi):
     """Questions of an eval file, with characters outside the vocabulary dropped (with a warning)."""
-    lines = [line for line in read_text(path, '--eval_corpus_path').split('\n') if line.strip()]
     questions, dropped = [], set()
     for line in lines:
         q = line.split('\t')[0]
@@ -117,177 +151,90 @@ def read_questions(path, stoi):
     return questions
 
 
-def check_finetune_corpus(text, stoi, path):
-    body = text.encode('utf-8').decode('ascii', errors='ignore')
-    lines = [line for line in body.split('\n') if line.strip()]
-    if not lines:
-        raise UsageError(f'finetune corpus {path} is empty; pass a file of question<TAB>answer lines')
-    for n, line in enumerate(lines, 1):
-        if line.count('\t') != 1:
-            raise UsageError(f'{path} line {n} is not "question<TAB>answer"; fix that line')
-    missing = set(body) - set(stoi) - {'\n', '\t'}
-    if missing:
-        raise UsageError(f'{path} has characters that are not in the pretraining corpus '
-                         f'({"".join(sorted(missing))!r}); the vocabulary comes from --pretrain_corpus_path')
-
-
-def settings_of(args, tconf, mconf):
-    """What a resumed run must share with the run that wrote the checkpoint."""
-    base = lambda p: os.path.basename(p) if p else None
-    return {
-        'function': args['--function'], 'variant': args['--variant'],
-        'pretrain_corpus': base(args['--pretrain_corpus_path']),
-        'finetune_corpus': base(args['--finetune_corpus_path']),
-        'reading_params': base(args['--reading_params_path']),
-        'max_epochs': tconf.max_epochs, 'batch_size': tconf.batch_size,
-        'learning_rate': tconf.learning_rate, 'vocab_size': mconf.vocab_size,
-        'block_size': mconf.block_size, 'exact': bool(args['--exact']),
-        'precision': args['--precision'], 'seed': tconf.seed,
-    }
-
-
-def run_training(args, tconf, trainer, model, mconf):
-    writing = args['--writing_params_path']
-    tconf.exact = bool(args['--exact'])
-    tconf.precision = args['--precision']
-    tconf.device = trainer.device
-    tconf.compile = bool(args['--compile'])
-    tconf.seed = number(args, '--seed', minimum=0)
-    if args['--max_epochs'] is not None:
-        tconf.max_epochs = number(args, '--max_epochs')
-    tconf.max_steps = number(args, '--max_steps')
-    tconf.checkpoint_every = number(args, '--checkpoint_every', float, minimum=0)
-    tconf.checkpoint_path = writing + '.ckpt'
-    tconf.log_path = writing + '.log.jsonl'
-    tconf.settings = settings_of(args, tconf, mconf)
-    tconf.resume = bool(args['--resume'])
-    if os.path.exists(tconf.checkpoint_path) and distributed.is_main():
-        if tconf.resume:
-            ckpt = checkpoint.load_checkpoint(tconf.checkpoint_path)
-            checkpoint.check_settings(tconf.checkpoint_path, ckpt['settings'], tconf.settings)
-        else:
-            print(f'note: starting over; {tconf.checkpoint_path} exists (pass --resume to continue it)')
-    fresh = not (tconf.resume and os.path.exists(tconf.checkpoint_path))
-    if fresh and os.path.exists(tconf.log_path) and distributed.is_main():
-        os.unlink(tconf.log_path)  # a fresh run gets a fresh log; a resumed one appends
-    train(model, writing, trainer)
+def run_training(o, pretrain_dataset, model):
+    if o.function == 'pretrain':
+        tconf, trainer = pretrain(pretrain_dataset, BLOCK_SIZE, model, o)
+    else:
+        tconf, trainer = finetune(o.reading_params_path, o.finetune_corpus_path, pretrain_dataset,
+                                  BLOCK_SIZE, model, o)
+    train(model, o.writing_params_path, trainer)
     if distributed.is_main():
-        print(f'wrote {writing}')
+        print(f'wrote {o.writing_params_path}')
 
 
-def run_evaluate(args, model, pretrain_dataset, device):
-    reading = readable_file(args['--reading_params_path'], '--reading_params_path')
-    eval_path = readable_file(args['--eval_corpus_path'], '--eval_corpus_path')
-    outputs = writable_path(args['--outputs_path'], '--outputs_path')
-    state = checkpoint.load_params(reading)
-    checkpoint.check_params_fit(state, model, reading)
+def run_evaluate(o, pretrain_dataset, model, lines):
+    state = load_params(o.reading_params_path)
+    check_params_fit(state, model, o.reading_params_path)
     model.load_state_dict(state)
-    model.to(device)
-    questions = read_questions(eval_path, pretrain_dataset.stoi)
+    model.to(o.device)
+    questions = questions_of(o.eval_corpus_path, lines, pretrain_dataset.stoi)
     # Under torchrun each rank answers a contiguous share; rank 0 writes them in order.
     world, rank = distributed.world_size(), distributed.rank()
     share = -(-len(questions) // world)
     mine = questions[rank * share:(rank + 1) * share]
     preds = evaluate.predict_places(model, mine, pretrain_dataset.stoi, pretrain_dataset.itos,
-                                    device, exact=bool(args['--exact']))
+                                    o.device, exact=o.exact)
     predictions = [p for part in distributed.gather_objects(preds) for p in part]
     if not distributed.is_main():
         return
-    checkpoint.save_text(''.join(p + '\n' for p in predictions), outputs)
-    total, correct = utils.evaluate_places(eval_path, predictions)
+    files.save_text(''.join(p + '\n' for p in predictions), o.outputs_path)
+    total, correct = utils.evaluate_places(o.eval_corpus_path, predictions)
     if total > 0:
         print('Correct: {} out of {}: {}%'.format(correct, total, correct / total * 100))
     else:
-        print('Predictions written to {}; no targets provided'.format(outputs))
+        print('Predictions written to {}; no targets provided'.format(o.outputs_path))
 
 
-def london_baseline(args):
-    path = readable_file(args['--eval_corpus_path'], '--eval_corpus_path')
-    n = len([line for line in read_text(path, '--eval_corpus_path').split('\n') if line.strip()])
-    total, correct = utils.evaluate_places(path, ['London'] * n)
-    if total > 0:
-        print('London baseline: Correct: {} out of {}: {}%'.format(correct, total, correct / total * 100))
-    else:
-        print(f'{path} has no answers; the London baseline needs a file with answers')
-        sys.exit(2)
+def london_baseline(o):
+    lines, answered = read_eval_lines(o.eval_corpus_path)
+    if not answered:
+        raise UsageError(f'{o.eval_corpus_path} has no answers; the London baseline needs a file with answers')
+    total, correct = utils.evaluate_places(o.eval_corpus_path, ['London'] * len(lines))
+    print('London baseline: Correct: {} out of {}: {}%'.format(correct, total, correct / total * 100))
 
 
 def main(argv=None):
-    try:
-        args = docopt(__doc__, argv=argv)
-    except DocoptExit:
-        raise UsageError('unrecognised or incomplete arguments; see python run.py --help') from None
-    function, variant = args['--function'], args['--variant']
-    if function not in FUNCTIONS:
-        raise UsageError(f'unknown --function={function}; use one of {", ".join(FUNCTIONS)}')
-    if function == 'report':
+    o = parse(argv)
+    if o.function == 'report':
         from submission import report
-        report.main(args['--submission_dir'], args['--data_dir'], args['--report_dir'])
+        report.main(o.submission_dir, o.data_dir, o.report_dir)
         return
-    if function == 'london_baseline':
-        return london_baseline(args)
-    if variant is None or args['--pretrain_corpus_path'] is None:
-        raise UsageError(f'--function={function} needs --variant and --pretrain_corpus_path')
-    if variant not in VARIANTS:
-        raise UsageError(f'unknown --variant={variant}; use vanilla or synthesizer')
-    if args['--precision'] not in ('auto', 'fp32', 'bf16', 'fp16'):
-        raise UsageError(f'unknown --precision={args["--precision"]}; use auto, fp32, bf16 or fp16')
-    for key in ('--max_epochs', '--max_steps'):
-        number(args, key)
-    number(args, '--checkpoint_every', float, minimum=0)
-    seed = number(args, '--seed', minimum=0)
+    if o.function == 'london_baseline':
+        files.input_file(o.eval_corpus_path, '--eval_corpus_path')
+        return london_baseline(o)
+    check_files(o)
+    if o.threads:
+        torch.set_num_threads(o.threads)
+    distributed.setup(o.device)
+    random.seed(o.seed)
+    torch.manual_seed(o.seed)
 
-    # Check every input and output path before any work starts.
-    text = read_text(args['--pretrain_corpus_path'], '--pretrain_corpus_path')
-    if not text.strip():
-        raise UsageError(f'pretraining corpus {args["--pretrain_corpus_path"]} is empty; pass the course wiki.txt')
-    if function in ('pretrain', 'finetune'):
-        writable_path(args['--writing_params_path'], '--writing_params_path')
-    if function == 'finetune':
-        ft_text = read_text(args['--finetune_corpus_path'], '--finetune_corpus_path')
-        if args['--reading_params_path'] is not None:
-            readable_file(args['--reading_params_path'], '--reading_params_path')
-    if function == 'evaluate':
-        readable_file(args['--reading_params_path'], '--reading_params_path')
-        readable_file(args['--eval_corpus_path'], '--eval_corpus_path')
-        writable_path(args['--outputs_path'], '--outputs_path')
-
-    device = distributed.setup(pick_device(args['--device']))
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-    # Keep the block size fixed at 128 for this assignment
-    block_size = 128
-    pretrain_dataset = CharCorruptionDataset(text, block_size)
-    if function == 'finetune':
-        check_finetune_corpus(ft_text, pretrain_dataset.stoi, args['--finetune_corpus_path'])
+    pretrain_dataset = read_corpus(o.pretrain_corpus_path)
+    if o.function == 'finetune':
+        check_finetune_corpus(o.finetune_corpus_path, pretrain_dataset.stoi)
+    elif o.function == 'evaluate':
+        longest = BLOCK_SIZE - 1 - evaluate.STEPS if o.variant == 'synthesizer' else None
+        eval_lines, _ = read_eval_lines(o.eval_corpus_path, longest)
 
     # We don't suggest you change these hyperparameters, as they're known to work.
     mconf = GPTConfig(pretrain_dataset.vocab_size, pretrain_dataset.block_size,
-                      n_layer=4, n_head=8, n_embd=256, fast=not args['--exact'])
-    if variant == 'vanilla':
+                      n_layer=4, n_head=8, n_embd=256, exact=o.exact)
+    if o.variant == 'vanilla':
         model = initialize_vanilla_model(mconf)
     else:
         model = initialize_synthesizer_model(mconf)
 
-    if function == 'pretrain':
-        tconf, trainer = pretrain(pretrain_dataset, block_size, model)
-        trainer.device = device
-        run_training(args, tconf, trainer, model, mconf)
-    elif function == 'finetune':
-        tconf, trainer = finetune(args['--reading_params_path'], args['--finetune_corpus_path'],
-                                  pretrain_dataset, block_size, model)
-        trainer.device = device
-        run_training(args, tconf, trainer, model, mconf)
+    if o.function == 'evaluate':
+        run_evaluate(o, pretrain_dataset, model, eval_lines)
     else:
-        run_evaluate(args, model, pretrain_dataset, device)
+        run_training(o, pretrain_dataset, model)
 
 
 if __name__ == '__main__':
     try:
         main()
         distributed.barrier()  # ranks leave together, after rank 0 has written its files
-    except (UsageError, checkpoint.CheckpointError, TrainingError) as e:
+    except UsageError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
     except Interrupted as e:
@@ -296,5 +243,8 @@ if __name__ == '__main__':
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         sys.exit(130)
+    except OSError as e:  # e.g. the disk filled up while writing; the atomic write left nothing half-written
+        print(f'error: {e.strerror or e}' + (f': {e.filename}' if e.filename else ''), file=sys.stderr)
+        sys.exit(1)
     finally:
         distributed.teardown()

@@ -6,7 +6,16 @@
 # to Python so an interrupted run checkpoints. NPROC=N runs through torchrun on N
 # processes (GPUs, or CPU processes with gloo).
 cd "$(dirname "$0")" || exit 1
-PY=${PYTHON:-python}
+if [ -n "$PYTHON" ]; then
+    PY=$PYTHON
+    command -v "$PY" >/dev/null 2>&1 || { echo "error: PYTHON=$PY is not a command; set PYTHON to a Python interpreter, or unset it" >&2; exit 2; }
+else
+    PY=$(command -v python || command -v python3) || { echo "error: no python on PATH; activate the project environment (see README.md) or set PYTHON" >&2; exit 2; }
+fi
+case "$NPROC" in
+    ''|1) ;;
+    *[!0-9]*|0*) echo "error: NPROC=$NPROC is not a number of processes; give a whole number, 1 or more" >&2; exit 2 ;;
+esac
 if [ -n "$NPROC" ] && [ "$NPROC" != "1" ]; then
     RUN=("$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" run.py)
 else

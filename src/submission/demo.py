@@ -27,10 +27,11 @@ import time
 import torch
 
 from . import evaluate, world
-from .checkpoint import save_text, save_torch
 from .dataset import CharCorruptionDataset, NameDataset
+from .files import UsageError, save_text, save_torch
 from .model import GPT, GPTConfig
-from .trainer import Trainer, TrainerConfig, TrainingError, pick_device
+from .options import Options, device_named
+from .trainer import Trainer, TrainerConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_OUT = os.path.join(REPO, 'runs', 'demo')
@@ -53,10 +54,6 @@ SIZES = {
 }
 
 
-class UsageError(Exception):
-    """A bad option; the message says what to pass instead."""
-
-
 def train(model, dataset, steps, batch, lr, seed, device):
     """Train with the project's Trainer on its fast packed path: warmup over the
     first few percent of `steps`, then a cosine to the last step (the schedule
@@ -65,11 +62,11 @@ def train(model, dataset, steps, batch, lr, seed, device):
     # No weight decay: pretraining here stores facts, and decay pulls the
     # weights that hold them back towards zero between visits to each fact.
     tconf = TrainerConfig(max_epochs=math.ceil(steps / math.ceil(len(dataset) / batch)),
-                          max_steps=steps, batch_size=batch, learning_rate=lr, lr_decay=True,
+                          batch_size=batch, learning_rate=lr, lr_decay=True,
                           weight_decay=0.0, warmup_tokens=max(1, steps // 40) * row_tokens,
-                          final_tokens=steps * row_tokens, exact=False, seed=seed,
-                          device=device, progress=True)
-    trainer = Trainer(model, dataset, None, tconf)
+                          final_tokens=steps * row_tokens)
+    options = Options(exact=False, device=device, precision='fp32', seed=seed, max_steps=steps)
+    trainer = Trainer(model, dataset, None, tconf, options)
     trainer.train()
     return trainer
 
@@ -77,7 +74,7 @@ def train(model, dataset, steps, batch, lr, seed, device):
 def new_model(corpus, s, seed):
     # Dropout off: pretraining here is memorisation, which dropout only slows.
     conf = GPTConfig(corpus.vocab_size, corpus.block_size, n_layer=s['n_layer'], n_head=s['n_head'],
-                     n_embd=s['n_embd'], embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0, fast=True)
+                     n_embd=s['n_embd'], embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0, exact=False)
     random.seed(seed)
     torch.manual_seed(seed)
     return GPT(conf)
@@ -98,9 +95,9 @@ def read(path):
 def run(out, size='default', seed=0, one_bio=False, device=None):
     """The whole experiment; returns the results dict it also writes to out/results.json."""
     s = dict(SIZES[size])
+    device = device_named(device)
     if one_bio:
         s['bios_per_person'] = 1
-    device = pick_device(device)
     if device == 'cpu':
         # A model this small gains little from a second thread, and where other
         # work shares the cores, threads waiting on each other made steps 3-5x slower.
@@ -110,7 +107,7 @@ def run(out, size='default', seed=0, one_bio=False, device=None):
                         cities=s['cities'], seed=seed)
     corpus = CharCorruptionDataset(read(paths['wiki.txt']), s['block_size'])
     train_text = read(paths['birth_places_train.tsv'])
-    questions = NameDataset(corpus, train_text)
+    questions = NameDataset(train_text, corpus)
     dev_lines = [line for line in read(paths['birth_dev.tsv']).split('\n') if line.strip()]
     steps_per_epoch = math.ceil(len(questions) / s['finetune_batch'])
 
@@ -180,13 +177,7 @@ def parse(argv):
     if not args.seed.isdigit():
         raise UsageError(f'--seed={args.seed} is not a non-negative whole number')
     args.seed = int(args.seed)
-    kind = (args.device or 'cpu').split(':')[0]
-    available = {'cpu': True, 'cuda': torch.cuda.is_available(),
-                 'mps': getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()}
-    if kind not in available:
-        raise UsageError(f'unknown --device={args.device}; use cpu, cuda or mps')
-    if not available[kind]:
-        raise UsageError(f'--device={args.device} is not available on this machine; use cpu')
+    args.device = device_named(args.device)
     out = os.path.abspath(args.out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f'--out {args.out} is a file; give a directory')
@@ -198,7 +189,7 @@ def main(argv=None):
     try:
         args = parse(argv)
         results = run(args.out, 'small' if args.small else 'default', args.seed, args.one_bio, args.device)
-    except (UsageError, TrainingError, OSError) as e:
+    except (UsageError, OSError) as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -25,18 +25,22 @@ def launched_by_torchrun():
     return 'RANK' in os.environ and 'WORLD_SIZE' in os.environ
 
 
+def local_rank():
+    return int(os.environ.get('LOCAL_RANK', 0))
+
+
 def setup(device):
-    """Join the process group torchrun describes; returns this process's device."""
+    """Join the process group torchrun describes (NCCL on GPUs, gloo on CPUs); a no-op otherwise.
+
+    The device is decided by options.py (under torchrun, cuda means this rank's
+    own GPU, cuda:LOCAL_RANK); here it only picks the backend."""
     if not launched_by_torchrun() or dist.is_initialized():
-        return device
+        return
     if str(device).startswith('cuda'):
-        local = int(os.environ.get('LOCAL_RANK', 0))
-        torch.cuda.set_device(local)
-        device = f'cuda:{local}'
+        torch.cuda.set_device(device)
         dist.init_process_group('nccl')
     else:
         dist.init_process_group('gloo')
-    return device
 
 
 def teardown():

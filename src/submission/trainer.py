@@ -4,22 +4,18 @@ The course's training loop is kept step for step: AdamW with the course's
 weight-decay groups, gradient clipping, and a learning rate that warms up
 linearly to warmup_tokens and then follows a cosine to final_tokens with a
 floor of 0.1 x learning_rate, where tokens grow by (y >= 0).sum() (every
-position of every row) per step. Options of our own, all set as TrainerConfig
-attributes and all off by default:
+position of every row) per step.
 
-* exact=False: packed batches and fused attention (batching.py), with the
-  token counter still counting full course rows, so the schedule is the same;
-* precision, device, compile: where and in which dtype the math runs;
-* seed, max_steps; checkpoint_path, checkpoint_every, resume, settings: a
-  resumable checkpoint written every few minutes, at epoch ends, and on
-  SIGINT/SIGTERM (checkpoint.py);
-* log_path, progress: the metrics log and the progress display (progress.py);
-* under torchrun, DistributedDataParallel over the ranks (distributed.py).
+TrainerConfig holds the course's settings only. How to run them (device,
+precision, exact or fast batches, seed, step limits, checkpoints) comes from
+one Options object (options.py), given to the Trainer; without one, the
+Trainer runs the course computation. train() reads top to bottom:
+set-up, then for each epoch `run_epoch`, which calls `optimize` once per
+batch; the resumable checkpoint is a small `checkpoint.Checkpointer`.
 """
 import logging
 import math
 import os
-import random
 import signal
 import sys
 import time
@@ -29,6 +25,8 @@ import torch.optim as optim
 from torch.utils.data.dataloader import DataLoader
 
 from . import batching, checkpoint, distributed, progress
+from .files import UsageError, remove_partial_files, save_torch
+from .options import Options
 
 logger = logging.getLogger(__name__)
 
@@ -46,29 +44,12 @@ class TrainerConfig:
     warmup_tokens = 375e6  # these two numbers come from the GPT-3 paper, but may not be good defaults elsewhere
     final_tokens = 260e9   # (at what point we reach 10% of original LR)
     # checkpoint settings
-    ckpt_path = None
-    num_workers = 0  # for DataLoader
-    # ours
-    exact = True
-    precision = 'fp32'
-    device = None
-    compile = False
-    seed = 0
-    max_steps = None
-    checkpoint_path = None
-    checkpoint_every = 300.0  # seconds
-    resume = False
-    settings = None
-    log_path = None
-    progress = True
+    ckpt_path = None  # course contract: a state_dict saved at every epoch end when set; run.py never sets it
+    num_workers = 0   # course contract: unused; batches are built in this process (exact resume, batching.py)
 
     def __init__(self, **kwargs):
         for k, v in kwargs.items():
             setattr(self, k, v)
-
-
-class TrainingError(Exception):
-    """Settings that cannot train; the message says what to change."""
 
 
 class Interrupted(Exception):
@@ -77,41 +58,6 @@ class Interrupted(Exception):
     def __init__(self, message, code):
         super().__init__(message)
         self.code = code
-
-
-def pick_device(requested=None):
-    if requested:
-        return requested
-    if torch.cuda.is_available():
-        return 'cuda'
-    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
-        return 'mps'
-    return 'cpu'
-
-
-def pick_precision(precision, device):
-    """fp32, bf16 or fp16; 'auto' is bf16 where the hardware computes it natively.
-
-    On CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX), bf16
-    autocast measured 1.3-1.4x faster per step than fp32 for this model
-    (docs/PERFORMANCE.md); elsewhere it is emulated and slower, so auto keeps fp32.
-    """
-    if precision != 'auto':
-        return precision
-    if str(device).startswith('cuda'):
-        return 'bf16' if torch.cuda.is_bf16_supported() else 'fp32'
-    if str(device) == 'cpu' and cpu_has_native_bf16():
-        return 'bf16'
-    return 'fp32'
-
-
-def cpu_has_native_bf16():
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 
 def lr_at(tokens, config):
@@ -135,20 +81,106 @@ def epoch_order(n, seed, epoch):
 
 class Trainer:
 
-    def __init__(self, model, train_dataset, test_dataset, config):
+    def __init__(self, model, train_dataset, test_dataset, config, options=None):
         self.model = model
         self.train_dataset = train_dataset
         self.test_dataset = test_dataset
         self.config = config
-        self.device = pick_device(config.device)
-        self.tokens = 0
+        self.options = options or Options()
+        self.device = self.options.device
+        self.tokens = 0  # the course's counter for the learning-rate schedule
         self.step = 0
 
     def save_checkpoint(self):
+        # course contract: the course's optional per-epoch state_dict
         if self.config.ckpt_path is not None and distributed.is_main():
-            ckpt_model = self.model.module if hasattr(self.model, "module") else self.model
             logger.info("saving %s", self.config.ckpt_path)
-            checkpoint.save_torch(ckpt_model.state_dict(), self.config.ckpt_path)
+            save_torch(self.raw_model.state_dict(), self.config.ckpt_path)
+
+    def train(self, params_path=None):
+        """Train for the configured epochs (or Options.max_steps steps).
+
+        params_path: the params file the run ends in (helper.train passes it);
+        its resumable checkpoint `<params>.ckpt` and metrics log
+        `<params>.log.jsonl` are kept beside it. Without it nothing is written.
+        """
+        config, opts = self.config, self.options
+        self.set_up()
+        saver = checkpoint.Checkpointer(params_path and params_path + '.ckpt', opts.checkpoint_every,
+                                        self.settings())
+        epoch, batch, self.elapsed_before = 0, 0, 0.0
+        if opts.resume and saver.exists():
+            epoch, batch, self.elapsed_before = saver.restore(self)
+        elif saver.exists() and distributed.is_main():
+            print(f'note: starting over; {saver.path} exists (pass --resume to continue it)')
+        self.set_lr(lr_at(self.tokens, config) if self.step else config.learning_rate)
+
+        main = distributed.is_main()
+        self.show = progress.Progress(self.total_steps, self.step, enabled=opts.progress and main)
+        self.metrics = progress.MetricsLog(params_path and params_path + '.log.jsonl', enabled=main)
+        self.metrics.write({'event': 'start', 'settings': saver.settings, 'seed': opts.seed,
+                            'resumed_from_step': self.step, 'world_size': distributed.world_size(),
+                            'device': str(self.device), 'precision': opts.precision})
+        self.started, self.final_loss = time.time(), float('nan')
+        stop = StopFlag()
+        stop.install()
+        try:
+            for epoch in range(epoch, self.max_epochs):
+                if not self.run_epoch(epoch, batch, saver, stop):
+                    break  # max_steps reached
+                batch = 0
+                if self.test_dataset is not None:
+                    self.evaluate_loss()
+                self.save_checkpoint()
+                if stop.agreed(saver.due(), self.device)[1]:
+                    saver.save(self, epoch + 1, 0)
+        finally:
+            stop.uninstall()
+            self.show.close()
+            self.metrics.write({'event': 'end', 'step': self.step, 'loss': self.final_loss,
+                                'elapsed': self.elapsed_so_far()})
+            self.metrics.close()
+        self.elapsed = self.elapsed_so_far()
+
+    def set_up(self):
+        """The model on its device (wrapped for DDP and compiled if asked), the optimizer and the step counts."""
+        config, opts = self.config, self.options
+        distributed.setup(self.device)
+        world = distributed.world_size()
+        if config.batch_size % world:
+            raise UsageError(f'batch_size {config.batch_size} does not divide over {world} processes; '
+                             f'use a number of processes that divides it')
+        self.raw_model = self.model.module if hasattr(self.model, 'module') else self.model
+        self.raw_model.to(self.device)
+        model = self.raw_model
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+            model = DistributedDataParallel(model, device_ids=[self.device] if 'cuda' in str(self.device) else None)
+        if opts.compile:
+            model = torch.compile(model, dynamic=True)
+        self.model = model
+        self.optimizer = self.make_optimizer(self.raw_model)
+        self.device_type = str(self.device).split(':')[0]
+        self.amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(opts.precision)
+        self.scaler = torch.amp.GradScaler(self.device_type, enabled=opts.precision == 'fp16')
+        self.max_epochs = opts.max_epochs or config.max_epochs
+        self.steps_per_epoch = math.ceil(len(self.train_dataset) / config.batch_size)
+        self.total_steps = self.steps_per_epoch * self.max_epochs
+        if opts.max_steps is not None:
+            self.total_steps = min(self.total_steps, opts.max_steps)
+
+    def settings(self):
+        """What a resumed run must share with the run that wrote its checkpoint."""
+        opts, conf = self.options, self.raw_model.config
+        base = lambda p: os.path.basename(p) if p else None
+        return {
+            'function': opts.function, 'variant': opts.variant,
+            'pretrain_corpus': base(opts.pretrain_corpus_path), 'finetune_corpus': base(opts.finetune_corpus_path),
+            'reading_params': base(opts.reading_params_path),
+            'max_epochs': self.max_epochs, 'batch_size': self.config.batch_size,
+            'learning_rate': self.config.learning_rate, 'vocab_size': conf.vocab_size,
+            'block_size': conf.block_size, 'exact': opts.exact, 'precision': opts.precision, 'seed': opts.seed,
+        }
 
     def make_optimizer(self, model):
         config = self.config
@@ -162,158 +194,60 @@ class Trainer:
             {"params": params_nodecay, "weight_decay": 0.0},
         ]
         # On a GPU the fused AdamW kernel does the same update in one launch.
-        fused = not config.exact and next(model.parameters()).is_cuda
+        fused = not self.options.exact and next(model.parameters()).is_cuda
         return optim.AdamW(optim_groups, lr=config.learning_rate, betas=config.betas,
                            **({'fused': True} if fused else {}))
 
-    def train(self):
-        config = self.config
-        self.device = distributed.setup(self.device)
-        raw_model = self.model.module if hasattr(self.model, 'module') else self.model
-        raw_model.to(self.device)
-        precision = 'fp32' if config.exact else pick_precision(config.precision, self.device)
-        model = raw_model
-        if distributed.world_size() > 1:
-            from torch.nn.parallel import DistributedDataParallel
-            model = DistributedDataParallel(raw_model, device_ids=[self.device] if 'cuda' in str(self.device) else None)
-        if config.compile:
-            model = torch.compile(model, dynamic=True)
-        self.model = model
-        optimizer = self.make_optimizer(raw_model)
-        device_type = str(self.device).split(':')[0]
-        amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(precision)
-        scaler = torch.amp.GradScaler(device_type, enabled=precision == 'fp16')
+    def set_lr(self, lr):
+        for group in self.optimizer.param_groups:
+            group['lr'] = lr
 
+    def elapsed_so_far(self):
+        return self.elapsed_before + time.time() - self.started
+
+    def run_epoch(self, epoch, first_batch, saver, stop):
+        """Steps first_batch.. of one epoch; False when max_steps stopped it early."""
+        config, opts = self.config, self.options
         world, rank = distributed.world_size(), distributed.rank()
         B = config.batch_size
-        if B % world:
-            raise TrainingError(f'batch_size {B} does not divide over {world} processes; '
-                                f'use a number of processes that divides it')
-        n = len(self.train_dataset)
-        steps_per_epoch = math.ceil(n / B)
-        total_steps = steps_per_epoch * config.max_epochs
-        if config.max_steps is not None:
-            total_steps = min(total_steps, config.max_steps)
         width = self.train_dataset.block_size - 1  # each course row has block_size-1 positions
+        self.model.train()
+        order = epoch_order(len(self.train_dataset), opts.seed, epoch)
+        for it in range(first_batch, self.steps_per_epoch):
+            if opts.max_steps is not None and self.step >= opts.max_steps:
+                return False
+            t0 = time.time()
+            chunk = order[it * B:(it + 1) * B]
+            mine, weight = chunk[rank::world], 1.0
+            if not mine:  # fewer examples than ranks: join in with a zero-weight example
+                mine, weight = chunk[:1], 0.0
+            x, y, pos = batching.make_batch(self.train_dataset, mine, opts.exact)
+            self.final_loss = self.optimize(x.to(self.device), y.to(self.device),
+                                            None if pos is None else pos.to(self.device), weight)
+            self.step += 1
+            # (y >= 0).sum() of the course's full rows, whatever the packing.
+            self.tokens += len(chunk) * width
+            lr = lr_at(self.tokens, config)
+            self.set_lr(lr)
 
-        start_epoch, start_batch, elapsed_before = 0, 0, 0.0
-        self.tokens, self.step = 0, 0
-        ckpt_path = config.checkpoint_path
-        if config.resume and ckpt_path and os.path.exists(ckpt_path):
-            start_epoch, start_batch, elapsed_before = self.restore(ckpt_path, raw_model, optimizer,
-                                                                    scaler, precision)
-        lr = lr_at(self.tokens, config)
-        for group in optimizer.param_groups:
-            group['lr'] = lr if self.step else config.learning_rate
+            tok_s = len(chunk) * width / max(time.time() - t0, 1e-9)
+            self.show.update(self.step, epoch, self.max_epochs, self.final_loss, lr, tok_s)
+            self.metrics.write({'step': self.step, 'epoch': epoch + 1, 'loss': self.final_loss, 'lr': lr,
+                                'tokens_per_s': tok_s, 'elapsed': self.elapsed_so_far()})
+            stopping, due = stop.agreed(saver.due(), self.device)
+            if stopping or due:
+                saver.save(self, epoch, it + 1)
+            if stopping:
+                raise Interrupted(stop.message(saver.path), stop.code)
+        return True
 
-        show = progress.Progress(total_steps, self.step, enabled=config.progress and distributed.is_main())
-        metrics = progress.MetricsLog(config.log_path, enabled=distributed.is_main())
-        metrics.write({'event': 'start', 'settings': config.settings, 'seed': config.seed,
-                       'resumed_from_step': self.step, 'world_size': world,
-                       'device': str(self.device), 'precision': precision})
-        stop = StopFlag()
-        stop.install()
-        started = time.time()
-        last_ckpt = started
-        loss_value = float('nan')
-
-        def write_checkpoint(epoch, batch):
-            states = distributed.gather_objects(checkpoint.rng_state())
-            if ckpt_path and distributed.is_main():
-                checkpoint.save_torch({
-                    'format': checkpoint.FORMAT, 'model': raw_model.state_dict(),
-                    'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
-                    'tokens': self.tokens, 'step': self.step, 'epoch': epoch, 'batch': batch,
-                    'rng': states, 'settings': config.settings or {},
-                    'elapsed': elapsed_before + time.time() - started,
-                }, ckpt_path)
-
-        try:
-            for epoch in range(start_epoch, config.max_epochs):
-                model.train()
-                order = epoch_order(n, config.seed, epoch)
-                first = start_batch if epoch == start_epoch else 0
-                for it in range(first, steps_per_epoch):
-                    if config.max_steps is not None and self.step >= config.max_steps:
-                        break
-                    t0 = time.time()
-                    chunk = order[it * B:(it + 1) * B]
-                    mine = chunk[rank::world]
-                    weight = 1.0
-                    if not mine:  # fewer examples than ranks: join in with a zero-weight example
-                        mine, weight = chunk[:1], 0.0
-                    x, y, pos = batching.make_batch(self.train_dataset, mine, config.exact)
-                    x, y = x.to(self.device), y.to(self.device)
-                    pos = pos.to(self.device) if pos is not None else None
-                    loss_value = self.optimize(model, raw_model, optimizer, scaler, x, y, pos, weight,
-                                               device_type, amp_dtype)
-                    self.step += 1
-
-                    # (y >= 0).sum() of the course's full rows, whatever the packing.
-                    self.tokens += len(chunk) * width
-                    lr = lr_at(self.tokens, config)
-                    for param_group in optimizer.param_groups:
-                        param_group['lr'] = lr
-
-                    dt = time.time() - t0
-                    tok_s = len(chunk) * width / max(dt, 1e-9)
-                    show.update(self.step, epoch, config.max_epochs, loss_value, lr, tok_s)
-                    metrics.write({'step': self.step, 'epoch': epoch + 1, 'loss': loss_value, 'lr': lr,
-                                   'tokens_per_s': tok_s, 'elapsed': elapsed_before + time.time() - started})
-
-                    due = ckpt_path and time.time() - last_ckpt >= config.checkpoint_every
-                    stopping, due = stop.agreed(bool(due), self.device)
-                    if stopping:
-                        write_checkpoint(epoch, it + 1)
-                        raise Interrupted(stop.message(ckpt_path), stop.code)
-                    if due:
-                        write_checkpoint(epoch, it + 1)
-                        last_ckpt = time.time()
-                else:
-                    if self.test_dataset is not None:
-                        self.evaluate_loss(model)
-                    self.save_checkpoint()
-                    if ckpt_path and time.time() - last_ckpt >= config.checkpoint_every:
-                        write_checkpoint(epoch + 1, 0)
-                        last_ckpt = time.time()
-                    continue
-                break  # max_steps reached
-        finally:
-            stop.uninstall()
-            show.close()
-            metrics.write({'event': 'end', 'step': self.step, 'loss': loss_value,
-                           'elapsed': elapsed_before + time.time() - started})
-            metrics.close()
-        self.elapsed = elapsed_before + time.time() - started
-        self.final_loss = loss_value
-
-    def restore(self, ckpt_path, raw_model, optimizer, scaler, precision):
-        """Load a checkpoint into the run; returns (epoch, batch, elapsed) to continue from."""
-        config, world, rank = self.config, distributed.world_size(), distributed.rank()
-        ckpt = checkpoint.load_checkpoint(ckpt_path)
-        checkpoint.check_settings(ckpt_path, ckpt['settings'], config.settings or {})
-        raw_model.load_state_dict(ckpt['model'])
-        optimizer.load_state_dict(ckpt['optimizer'])
-        if precision == 'fp16':
-            scaler.load_state_dict(ckpt['scaler'])
-        self.tokens, self.step = ckpt['tokens'], ckpt['step']
-        states = ckpt['rng']
-        if len(states) == world:
-            checkpoint.set_rng_state(states[rank])
-        else:  # another number of processes: fresh but reproducible streams
-            random.seed(config.seed * 7919 + self.step * 31 + rank)
-            torch.manual_seed(config.seed * 7919 + self.step * 31 + rank)
-        if distributed.is_main():
-            print(f'resuming from {ckpt_path}: epoch {ckpt["epoch"] + 1}, step {self.step}', flush=True)
-        return ckpt['epoch'], ckpt['batch'], ckpt['elapsed']
-
-    def optimize(self, model, raw_model, optimizer, scaler, x, y, pos, weight, device_type, amp_dtype):
+    def optimize(self, x, y, pos, weight):
         """One optimizer step of the course's loop; returns the batch's mean loss."""
-        with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with torch.autocast(self.device_type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             if pos is None:
-                logits, loss = model(x, y)
+                logits, loss = self.model(x, y)
             else:
-                logits, loss = model(x, y, pos=pos)
+                logits, loss = self.model(x, y, pos=pos)
             loss = loss.mean()
         if distributed.world_size() > 1:
             # Weight each rank by its share of the batch's targets, so DDP's
@@ -325,21 +259,22 @@ class Trainer:
         else:
             backward_loss = loss
             loss_value = loss.item()
-        model.zero_grad()
-        scaler.scale(backward_loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), self.config.grad_norm_clip)
-        scaler.step(optimizer)
-        scaler.update()
+        self.model.zero_grad()
+        self.scaler.scale(backward_loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.grad_norm_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return loss_value
 
     @torch.no_grad()
-    def evaluate_loss(self, model):
-        model.eval()
+    def evaluate_loss(self):
+        # course contract: the course's test-loss pass; run.py never gives a test_dataset
+        self.model.eval()
         loader = DataLoader(self.test_dataset, batch_size=self.config.batch_size)
-        losses = [model(x.to(self.device), y.to(self.device))[1].mean().item() for x, y in loader]
+        losses = [self.model(x.to(self.device), y.to(self.device))[1].mean().item() for x, y in loader]
         logger.info("test loss: %f", sum(losses) / max(1, len(losses)))
-        model.train()
+        self.model.train()
 
 
 class StopFlag:
@@ -364,6 +299,7 @@ class StopFlag:
     def handle(self, signum, frame):
         if self.signum is not None:
             print('\nsecond signal: exiting now without a checkpoint', file=sys.stderr, flush=True)
+            remove_partial_files()  # os._exit skips the cleanup of a checkpoint being written
             os._exit(128 + signum)
         self.signum = signum
         print(f'\n{signal.Signals(signum).name} received: writing a checkpoint after this step '

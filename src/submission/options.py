@@ -1,0 +1,195 @@
+"""Options: what one run was asked to do, as one frozen object, checked once.
+
+run.py turns its command line into an Options (`from_command_line`), the demo
+builds one from its own flags, and nothing changes it afterwards. Every value
+is checked here, with a one-line UsageError for a bad one, and the device and
+the precision are decided here, once for the whole run: the trainer and the
+evaluation read them and never decide again.
+
+The defaults are the course computation on this machine's default device, so
+a Trainer given no Options trains as the course's does.
+"""
+import math
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from . import distributed
+from .files import UsageError
+
+FUNCTIONS = ('pretrain', 'finetune', 'evaluate', 'report', 'london_baseline')
+VARIANTS = ('vanilla', 'synthesizer')
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+SEED_LIMIT = 2 ** 32  # seeds feed torch.manual_seed and the epoch order, which must not overflow
+
+# Which of run.py's options each function uses; giving one it does not use is an
+# error (it would be ignored silently, e.g. --reading_params_path with pretrain).
+TRAINING = ('--variant', '--pretrain_corpus_path', '--writing_params_path', '--max_epochs', '--max_steps',
+            '--seed', '--device', '--precision', '--compile', '--exact', '--resume', '--checkpoint_every',
+            '--threads')
+USES = {
+    'pretrain': TRAINING,
+    'finetune': TRAINING + ('--finetune_corpus_path', '--reading_params_path'),
+    'evaluate': ('--variant', '--pretrain_corpus_path', '--reading_params_path', '--eval_corpus_path',
+                 '--outputs_path', '--device', '--exact', '--threads'),
+    'london_baseline': ('--eval_corpus_path',),
+    'report': ('--submission_dir', '--data_dir', '--report_dir'),
+}
+NEEDS = {
+    'pretrain': ('--variant', '--pretrain_corpus_path', '--writing_params_path'),
+    'finetune': ('--variant', '--pretrain_corpus_path', '--writing_params_path', '--finetune_corpus_path'),
+    'evaluate': ('--variant', '--pretrain_corpus_path', '--reading_params_path', '--eval_corpus_path',
+                 '--outputs_path'),
+    'london_baseline': ('--eval_corpus_path',),
+    'report': (),
+}
+
+
+def default_device():
+    if torch.cuda.is_available():
+        return cuda_device()
+    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
+        return 'mps'
+    return 'cpu'
+
+
+@dataclass(frozen=True)
+class Options:
+    # The course's options.
+    function: str = None
+    variant: str = 'vanilla'
+    pretrain_corpus_path: str = None
+    writing_params_path: str = None
+    finetune_corpus_path: str = None
+    reading_params_path: str = None
+    eval_corpus_path: str = None
+    outputs_path: str = None
+    # Ours. exact=True is the course computation; device and precision are decided values.
+    exact: bool = True
+    device: str = field(default_factory=default_device)
+    precision: str = 'fp32'
+    compile: bool = False
+    seed: int = 0
+    max_epochs: int = None  # None: the course's number for the run
+    max_steps: int = None
+    threads: int = None     # None: torch's own choice
+    resume: bool = False
+    checkpoint_every: float = 300.0  # seconds
+    progress: bool = True
+    submission_dir: str = 'submission'
+    data_dir: str = 'data'
+    report_dir: str = 'reports'
+
+
+def whole_number(text, option, low=1, high=None):
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise UsageError(f'{option}={text} is not a whole number') from None
+    if value < low or (high is not None and value > high):
+        bound = f'from {low} to {high}' if high is not None else f'at least {low}'
+        raise UsageError(f'{option}={text} is out of range; give a whole number {bound}')
+    return value
+
+
+def seconds(text, option):
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise UsageError(f'{option}={text} is not a number of seconds') from None
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f'{option}={text} must be a finite number of seconds, 0 or more')
+    return value
+
+
+def cuda_device():
+    """Under torchrun each process takes its own GPU."""
+    return f'cuda:{distributed.local_rank()}' if distributed.launched_by_torchrun() else 'cuda'
+
+
+def device_named(text):
+    """A device this machine has: cpu, cuda, cuda:N or mps."""
+    if text is None:
+        return default_device()
+    kind, _, index = text.partition(':')
+    if kind not in ('cpu', 'cuda', 'mps') or (index and (kind != 'cuda' or not index.isdigit())):
+        raise UsageError(f'unknown --device={text}; use cpu, cuda, cuda:N or mps')
+    if kind == 'cuda' and not torch.cuda.is_available():
+        raise UsageError(f'--device={text}: this machine has no CUDA GPU (or this torch has no CUDA); '
+                         f'use --device=cpu')
+    if kind == 'cuda' and index and int(index) >= torch.cuda.device_count():
+        raise UsageError(f'--device={text}: this machine has {torch.cuda.device_count()} CUDA GPU(s); '
+                         f'use cuda:0 to cuda:{torch.cuda.device_count() - 1}')
+    if kind == 'mps' and not (getattr(torch.backends, 'mps', None) is not None
+                              and torch.backends.mps.is_available()):
+        raise UsageError(f'--device={text}: Apple MPS is not available here; use --device=cpu')
+    return cuda_device() if text == 'cuda' else text
+
+
+def cpu_has_native_bf16():
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+
+def precision_for(text, device, exact):
+    """fp32, bf16 or fp16; auto is bf16 where the hardware computes it natively.
+
+    On CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX), bf16
+    autocast measured 1.3-1.4x faster per step than fp32 for this model
+    (docs/PERFORMANCE.md); elsewhere it is emulated and slower, so auto keeps
+    fp32. The exact course computation is fp32.
+    """
+    if text not in PRECISIONS:
+        raise UsageError(f'unknown --precision={text}; use {", ".join(PRECISIONS)}')
+    if exact:
+        if text not in ('auto', 'fp32'):
+            raise UsageError(f'--exact computes in fp32 as the course does; drop --precision={text}')
+        return 'fp32'
+    if text != 'auto':
+        return text
+    if device.startswith('cuda'):
+        return 'bf16' if torch.cuda.is_bf16_supported() else 'fp32'
+    if device == 'cpu' and cpu_has_native_bf16():
+        return 'bf16'
+    return 'fp32'
+
+
+def from_command_line(args):
+    """Options from run.py's docopt dictionary; every check of a value is here."""
+    function = args['--function']
+    if function not in FUNCTIONS:
+        raise UsageError(f'unknown --function={function}; use one of {", ".join(FUNCTIONS)}')
+    given = {key for key, value in args.items() if key.startswith('--') and value not in (None, False)}
+    unused = sorted(given - set(USES[function]) - {'--function'})
+    if unused:
+        raise UsageError(f'{unused[0]} does nothing with --function={function}; remove it')
+    missing = [key for key in NEEDS[function] if key not in given]
+    if missing:
+        raise UsageError(f'--function={function} needs {" and ".join(missing)}')
+    variant = args['--variant']
+    if variant is not None and variant not in VARIANTS:
+        raise UsageError(f'unknown --variant={variant}; use {" or ".join(VARIANTS)}')
+    exact = bool(args['--exact'])
+    device = device_named(args['--device'])
+    number = lambda key, **kw: None if args[key] is None else whole_number(args[key], key, **kw)
+    return Options(
+        function=function, variant=variant,
+        pretrain_corpus_path=args['--pretrain_corpus_path'], writing_params_path=args['--writing_params_path'],
+        finetune_corpus_path=args['--finetune_corpus_path'], reading_params_path=args['--reading_params_path'],
+        eval_corpus_path=args['--eval_corpus_path'], outputs_path=args['--outputs_path'],
+        exact=exact, device=device, precision=precision_for(args['--precision'] or 'auto', device, exact),
+        compile=bool(args['--compile']),
+        seed=number('--seed', low=0, high=SEED_LIMIT - 1) or 0,
+        max_epochs=number('--max_epochs'), max_steps=number('--max_steps'),
+        threads=number('--threads', high=os.cpu_count() * 4),
+        resume=bool(args['--resume']),
+        checkpoint_every=300.0 if args['--checkpoint_every'] is None
+        else seconds(args['--checkpoint_every'], '--checkpoint_every'),
+        submission_dir=args['--submission_dir'] or 'submission', data_dir=args['--data_dir'] or 'data',
+        report_dir=args['--report_dir'] or 'reports',
+    )
