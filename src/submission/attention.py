@@ -7,7 +7,8 @@ state_dicts load into plain course code and back. Each splits its work in two:
 
 * the exact course computation (explicit scores, masked_fill, softmax, dropout),
 * the fast path (torch's fused scaled_dot_product_attention), and
-* cached decoding in evaluate.py, which calls `heads()` one position at a time.
+* cached decoding (evaluate.py): a `LayerCache` keeps each layer's keys and
+  values, and each step adds one position per row.
 
 The synthesizer fits the same mould: its score for query i and key j is
 relu(x_i A + b1) . B[:, j] + b2[j], i.e. a dot product of the query with a
@@ -49,16 +50,59 @@ def attend(q, k, v, bias, mask, scale, dropout_p, exact):
                                           dropout_p=dropout_p, scale=scale)
 
 
-def self_attention(module, x, mask, pos):
+def self_attention(module, x, mask, pos, cache=None):
     """The forward pass both attention modules share: heads, attend, project."""
     B, T, C = x.size()
-    if mask is None:
-        mask = module.mask[:, :, :T, :T] != 0
     q, k, v, bias, scale = module.heads(x, pos)
+    exact = module.exact
+    if cache is not None:
+        k, v, bias, mask = cache.extend(k, v, bias, pos)
+        # The plain formula here: on the cache's strided slices the fused kernel
+        # would first copy them, which costs more than it saves for one query.
+        exact = True
+    elif mask is None:
+        mask = module.mask[:, :, :T, :T] != 0
     p = module.attn_drop.p if module.training else 0.0
-    y = attend(q, k, v, bias, mask, scale, p, module.exact)
+    y = attend(q, k, v, bias, mask, scale, p, exact)
     y = y.transpose(1, 2).contiguous().view(B, T, C)
     return module.resid_drop(module.proj(y))
+
+
+class LayerCache:
+    """One layer's keys, values and key bias for decoding B rows, each up to `size` positions.
+
+    A call either fills positions 0..t-1 of every row (the prompt), or adds one
+    position per row, each row at its own position (pos, shape (B, 1)). It
+    returns the cached keys, values and bias up to the furthest position, and
+    the mask that lets each query see its own row's positions up to its own.
+    Short rows' padding in the prompt is cached too but masked out, then
+    overwritten as those rows decode.
+    """
+
+    def __init__(self, size):
+        self.size = size
+        self.k = self.v = self.bias = None
+
+    def extend(self, k, v, bias, pos):
+        B, t = pos.shape
+        if self.k is None:
+            self.k = k.new_zeros(B, k.size(1), self.size, k.size(-1))
+            self.v = v.new_zeros(B, v.size(1), self.size, v.size(-1))
+            self.bias = None if bias is None else bias.new_zeros(B, 1, 1, self.size)
+        k = k.expand(B, -1, -1, -1)
+        bias = None if bias is None else bias.expand(B, -1, -1, -1)
+        if t > 1:
+            self.k[:, :, :t], self.v[:, :, :t] = k, v
+            if bias is not None:
+                self.bias[..., :t] = bias
+        else:
+            rows, at = torch.arange(B, device=pos.device), pos[:, 0]
+            self.k[rows, :, at], self.v[rows, :, at] = k[:, :, 0], v[:, :, 0]
+            if bias is not None:
+                self.bias[rows, 0, 0, at] = bias[:, 0, 0, 0]
+        S = int(pos.max()) + 1
+        mask = torch.arange(S, device=pos.device).view(1, 1, 1, S) <= pos.view(B, 1, t, 1)
+        return self.k[:, :, :S], self.v[:, :, :S], None if bias is None else self.bias[..., :S], mask
 
 
 def causal_mask(T, device):
@@ -81,7 +125,7 @@ class CausalSelfAttention(nn.Module):
         self.register_buffer("mask", torch.tril(torch.ones(config.block_size, config.block_size))
                              .view(1, 1, config.block_size, config.block_size))
         self.n_head = config.n_head
-        self.exact = not getattr(config, "fast", False)
+        self.exact = getattr(config, "exact", True)
 
     def heads(self, x, pos):
         B, T, C = x.size()
@@ -89,8 +133,9 @@ class CausalSelfAttention(nn.Module):
         k, q, v = split(self.key(x)), split(self.query(x)), split(self.value(x))
         return q, k, v, None, 1.0 / math.sqrt(k.size(-1))
 
-    def forward(self, x, layer_past=None, mask=None, pos=None):
-        return self_attention(self, x, mask, pos)
+    def forward(self, x, layer_past=None, mask=None, pos=None, cache=None):
+        # layer_past: course contract, unused (decoding uses `cache`)
+        return self_attention(self, x, mask, pos, cache)
 
 
 class SynthesizerAttention(nn.Module):
@@ -116,7 +161,7 @@ class SynthesizerAttention(nn.Module):
         self.n_head = config.n_head
         self.block_size = config.block_size
         nn.init.uniform_(self.w2, -0.001, 0.001)
-        self.exact = not getattr(config, "fast", False)
+        self.exact = getattr(config, "exact", True)
 
     def heads(self, x, pos):
         B, T, C = x.size()
@@ -133,5 +178,6 @@ class SynthesizerAttention(nn.Module):
             bias = self.b2[pos].view(B, 1, 1, T)
         return q, k, v, bias, 1.0
 
-    def forward(self, x, layer_past=None, mask=None, pos=None):
-        return self_attention(self, x, mask, pos)
+    def forward(self, x, layer_past=None, mask=None, pos=None, cache=None):
+        # layer_past: course contract, unused (decoding uses `cache`)
+        return self_attention(self, x, mask, pos, cache)

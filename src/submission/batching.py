@@ -8,13 +8,10 @@ every token's position inside its own example; model.py turns `pos` into
 per-example attention. Since the loss ignores padding, the packed batch holds
 exactly the unpacked batch's targets and gives the same loss.
 
-The fast examples are built from the same random draws as the per-item ones
-(dataset.corruption_spans), on ids encoded once, with no per-character
-Python loop.
+Each dataset gives its own trimmed example (`dataset.trimmed(i)`, in
+dataset.py), from the same random draws as its per-item one.
 """
 import torch
-
-from .dataset import CharCorruptionDataset, corruption_spans
 
 
 def make_batch(dataset, indices, exact):
@@ -22,7 +19,7 @@ def make_batch(dataset, indices, exact):
     if exact:
         xs, ys = zip(*(dataset[i] for i in indices))
         return torch.stack(xs), torch.stack(ys), None
-    return pack([trimmed_example(dataset, i) for i in indices], dataset.block_size - 1)
+    return pack([dataset.trimmed(i) for i in indices], dataset.block_size - 1)
 
 
 def encode(text, stoi):
@@ -38,28 +35,6 @@ def encode(text, stoi):
     if (ids < 0).any():
         raise KeyError('character outside the vocabulary')
     return ids
-
-
-def trimmed_example(dataset, idx):
-    """dataset[idx] without its trailing padding: (x, y) of equal length."""
-    if isinstance(dataset, CharCorruptionDataset):
-        if not hasattr(dataset, '_ids'):
-            ids = encode(''.join(dataset.data), dataset.stoi)
-            dataset._ids = torch.split(ids, [len(doc) for doc in dataset.data])
-        doc = dataset._ids[idx]
-        kept, start, masked = corruption_spans(len(doc), dataset.block_size)
-        mask = torch.ones(1, dtype=torch.long)  # id 1 is MASK
-        s = torch.cat([doc[:start], mask, doc[start + masked:kept], mask,
-                       doc[start:start + masked], mask])
-        return s[:-1], s[1:]
-    # Finetuning items are fixed: build them once with the course's own __getitem__.
-    if not hasattr(dataset, '_trimmed'):
-        dataset._trimmed = []
-        for i in range(len(dataset)):
-            x, y = dataset[i]
-            n = int(y.nonzero().max()) + 1
-            dataset._trimmed.append((x[:n], y[:n]))
-    return dataset._trimmed[idx]
 
 
 def pack(examples, width):

@@ -4,15 +4,18 @@ Both yield (x, y) pairs of block_size-1 long tensors, as in the course. The
 vocabulary always comes from the pretraining corpus: id 0 is PAD (□), id 1 is
 MASK (⁇), ids 2.. the sorted distinct characters of the corpus.
 
-The span-corruption random draws live in `corruption_spans()`, which the
-per-item `CharCorruptionDataset.__getitem__` and the batched fast path in
-batching.py both call, so the two make the same examples from the same
-random state.
+The span-corruption random draws live in `corruption_spans()`, which both
+the per-item `CharCorruptionDataset.__getitem__` and its `trimmed()` (the
+fast path's example: ids without the trailing padding, for packed batches in
+batching.py) call, so the two make the same example from the same random
+state. NameDataset's `trimmed()` cuts its fixed examples the same way.
 """
 import random
 
 import torch
 from torch.utils.data import Dataset
+
+from .batching import encode
 
 MASK_CHAR = u"\u2047"  # the doublequestion mark ⁇
 PAD_CHAR = u"\u25A1"   # the empty square □
@@ -25,7 +28,7 @@ class NameDataset(Dataset):
     ⁇answer⁇□..., so the loss (ignore_index 0 = □) only teaches the answer.
     """
 
-    def __init__(self, pretraining_dataset, data):
+    def __init__(self, data, pretraining_dataset):
         self.MASK_CHAR = MASK_CHAR
         self.PAD_CHAR = PAD_CHAR
         self.itos = pretraining_dataset.itos
@@ -34,6 +37,7 @@ class NameDataset(Dataset):
         # The course drops non-ASCII characters from this file before use.
         lines = data.encode('utf-8').decode('ascii', errors='ignore').split('\n')
         self.data = [line for line in lines if line.strip()]
+        self._trimmed = None
 
     def __len__(self):
         return len(self.data)
@@ -48,6 +52,18 @@ class NameDataset(Dataset):
         x = torch.tensor([self.stoi[c] for c in x], dtype=torch.long)
         y = torch.tensor([self.stoi[c] for c in y], dtype=torch.long)
         return x, y
+
+    def trimmed(self, idx):
+        """self[idx] without its trailing padding: (x, y) of equal length.
+
+        The items are fixed, so they are built once, with __getitem__ itself."""
+        if self._trimmed is None:
+            self._trimmed = []
+            for i in range(len(self)):
+                x, y = self[i]
+                n = int(y.nonzero().max()) + 1
+                self._trimmed.append((x[:n], y[:n]))
+        return self._trimmed[idx]
 
 
 def corruption_spans(doc_len, block_size):
@@ -94,6 +110,7 @@ class CharCorruptionDataset(Dataset):
         # The course keeps split('\n'): a trailing newline gives one empty
         # item at the end, which is harmless (its example is ⁇⁇⁇ and padding).
         self.data = data.split('\n')
+        self._ids = None  # the lines as ids, encoded once on first use by trimmed()
 
     def __len__(self):
         return len(self.data)
@@ -112,3 +129,14 @@ class CharCorruptionDataset(Dataset):
         x = torch.tensor([self.stoi[c] for c in s[:-1]], dtype=torch.long)
         y = torch.tensor([self.stoi[c] for c in s[1:]], dtype=torch.long)
         return x, y
+
+    def trimmed(self, idx):
+        """self[idx] without its trailing padding, from the same random draws:
+        (x, y) of equal length, cut from ids encoded once, with no per-character loop."""
+        if self._ids is None:
+            self._ids = torch.split(encode(''.join(self.data), self.stoi), [len(doc) for doc in self.data])
+        doc = self._ids[idx]
+        kept, start, masked = corruption_spans(len(doc), self.block_size)
+        mask = torch.ones(1, dtype=torch.long)  # id 1 is MASK
+        s = torch.cat([doc[:start], mask, doc[start + masked:kept], mask, doc[start:start + masked], mask])
+        return s[:-1], s[1:]

@@ -5,12 +5,15 @@ params file written here loads into plain course code and back. Two options of
 our own, both off by default so that course code and the grader see the course
 computation:
 
-* GPTConfig(fast=True) makes attention use torch's fused kernel.
+* GPTConfig(exact=False) makes attention use torch's fused kernel.
 * GPT.forward(idx, targets, pos=...) takes packed rows: several examples per
   row, `pos` giving each token's position inside its own example (restarting
   at 0). Tokens then attend only within their example, and the position
   embedding is looked up per token, so every example sees exactly what it
   would see alone in its own row (see batching.py).
+* GPT.forward(idx, pos=..., cache=GPT.new_cache()) decodes: each layer keeps
+  its keys and values, and each call adds the given positions (the prompt,
+  then one character per row at that row's own position; see evaluate.py).
 """
 import torch
 import torch.nn as nn
@@ -25,7 +28,7 @@ class GPTConfig:
     resid_pdrop = 0.1
     attn_pdrop = 0.1
     synthesizer = False
-    fast = False  # ours: fused attention (same math, different rounding)
+    exact = True  # ours: False uses torch's fused attention (same math, other rounding)
 
     def __init__(self, vocab_size, block_size, **kwargs):
         self.vocab_size = vocab_size
@@ -52,8 +55,8 @@ class Block(nn.Module):
             nn.Dropout(config.resid_pdrop),
         )
 
-    def forward(self, x, mask=None, pos=None):
-        x = x + self.attn(self.ln1(x), mask=mask, pos=pos)
+    def forward(self, x, mask=None, pos=None, cache=None):
+        x = x + self.attn(self.ln1(x), mask=mask, pos=pos, cache=cache)
         x = x + self.mlp(self.ln2(x))
         return x
 
@@ -87,7 +90,11 @@ class GPT(nn.Module):
     def get_block_size(self):
         return self.block_size
 
-    def forward(self, idx, targets=None, pos=None):
+    def new_cache(self):
+        """An empty key/value cache for decoding with forward(..., cache=)."""
+        return [attention.LayerCache(self.block_size) for _ in self.blocks]
+
+    def forward(self, idx, targets=None, pos=None, cache=None):
         b, t = idx.size()
         assert t <= self.block_size, "Cannot forward, model block size is exhausted."
         token_embeddings = self.tok_emb(idx)
@@ -96,10 +103,10 @@ class GPT(nn.Module):
             mask = None
         else:
             position_embeddings = self.pos_emb[0][pos]
-            mask = packed_mask(pos)
+            mask = None if cache is not None else packed_mask(pos)
         x = self.drop(token_embeddings + position_embeddings)
-        for block in self.blocks:
-            x = block(x, mask=mask, pos=pos)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask=mask, pos=pos, cache=None if cache is None else cache[i])
         x = self.ln_f(x)
         logits = self.head(x)
 
