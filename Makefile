@@ -18,7 +18,7 @@ demo: venv
 	cd src && PYTHON=$(PY) ./run.sh demo
 
 test: venv
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -rs tests
 	cd src && $(PY) grader.py
 
 bench: venv

@@ -1,18 +1,19 @@
-"""The real command lines: every run.sh command end to end, and every bad input."""
+"""The real command lines: every run.sh command end to end, and the bad inputs of the first probe
+(test_bad_inputs.py has the rest). Data: the synthetic world, in the course's formats."""
 import os
-import sys
 
 import pytest
 import torch
 
-from conftest import assert_one_line_error, data, run, run_py
+from conftest import assert_one_line_error, lines_of, run, run_py
 
 COURSE = ['--pretrain_corpus_path=data/wiki.txt']
 
 
-def test_every_run_sh_command_end_to_end(src_copy):
+def test_every_run_sh_command_end_to_end(src_copy, world_data):
     """All eleven course commands, in the handout's order, with training cut to a few steps."""
     sub = src_copy / 'submission'
+    n_dev, n_test = len(lines_of(world_data, 'birth_dev.tsv')), len(lines_of(world_data, 'birth_test_inputs.tsv'))
     steps = [
         ('vanilla_finetune_without_pretrain', ['--max_steps=2'], 'vanilla.model.params'),
         ('vanilla_eval_dev_without_pretrain', [], 'vanilla.nopretrain.dev.predictions'),
@@ -31,11 +32,11 @@ def test_every_run_sh_command_end_to_end(src_copy):
         assert p.returncode == 0, (cmd, p.stdout, p.stderr)
         assert (sub / out).exists(), cmd
         if 'eval_dev' in cmd:
-            assert 'Correct: ' in p.stdout and ' out of 500.0: ' in p.stdout, p.stdout
-            assert len((sub / out).read_text(encoding='utf-8').split('\n')) == 501
+            assert 'Correct: ' in p.stdout and f' out of {n_dev}.0: ' in p.stdout, p.stdout
+            assert len((sub / out).read_text(encoding='utf-8').split('\n')) == n_dev + 1
         if 'eval_test' in cmd:
             assert 'no targets provided' in p.stdout, p.stdout
-            assert len((sub / out).read_text(encoding='utf-8').split('\n')) == 438
+            assert len((sub / out).read_text(encoding='utf-8').split('\n')) == n_test + 1
         if out.endswith('.params'):
             state = torch.load(sub / out, weights_only=True)
             assert state['pos_emb'].shape == (1, 128, 256)
@@ -45,9 +46,12 @@ def test_every_run_sh_command_end_to_end(src_copy):
     assert not [f for f in os.listdir(sub) if f.endswith('.tmp')]
 
 
-def test_london_baseline_and_unknown_command(src_copy):
-    p = run(['./run.sh', 'london_baseline'], src_copy)
+def test_london_baseline_on_the_course_data(course_src_copy):
+    p = run(['./run.sh', 'london_baseline'], course_src_copy)
     assert p.returncode == 0 and '25.0 out of 500.0: 5.0%' in p.stdout
+
+
+def test_unknown_command(src_copy):
     p = run(['./run.sh', 'vanilla_pretrian'], src_copy)
     assert p.returncode != 0
     assert "Unknown command 'vanilla_pretrian'" in p.stderr.splitlines()[0]
@@ -69,24 +73,9 @@ def test_missing_course_data_points_to_readme(src_copy):
     assert_one_line_error(p, 'data/wiki.txt', 'src/data/README.md')
 
 
-@pytest.fixture(scope='module')
-def params(tmp_path_factory):
-    """A real (briefly trained) vanilla params file, and a synthesizer one."""
-    d = tmp_path_factory.mktemp('params')
-    out = {}
-    for variant in ('vanilla', 'synthesizer'):
-        path = d / f'{variant}.params'
-        p = run_py(['--function=finetune', f'--variant={variant}', f'--pretrain_corpus_path={data("wiki.txt")}',
-                    f'--writing_params_path={path}', f'--finetune_corpus_path={data("birth_places_train.tsv")}',
-                    '--max_steps=1'])
-        assert p.returncode == 0, p.stderr
-        out[variant] = path
-    return out
-
-
-def eval_args(params_path, outputs, eval_path=None, variant='vanilla', corpus='data/wiki.txt'):
+def eval_args(params_path, outputs, eval_path='data/birth_dev.tsv', variant='vanilla', corpus='data/wiki.txt'):
     return ['--function=evaluate', f'--variant={variant}', f'--pretrain_corpus_path={corpus}',
-            f'--reading_params_path={params_path}', f'--eval_corpus_path={eval_path or data("birth_dev.tsv")}',
+            f'--reading_params_path={params_path}', f'--eval_corpus_path={eval_path}',
             f'--outputs_path={outputs}']
 
 
@@ -132,7 +121,7 @@ def test_missing_unreadable_and_empty_corpus(src_copy, tmp_path):
 def test_outputs_in_missing_directory_checked_before_training(src_copy, params):
     p = bad(src_copy, ['--function=finetune', '--variant=vanilla', *COURSE,
                        '--writing_params_path=no/such/dir/x.params',
-                       f'--finetune_corpus_path={data("birth_places_train.tsv")}'], 'no/such/dir', 'does not exist')
+                       '--finetune_corpus_path=data/birth_places_train.tsv'], 'no/such/dir', 'does not exist')
     assert 'number of parameters' not in p.stdout  # refused before any model was built
     bad(src_copy, eval_args(params['vanilla'], 'no/such/dir/out.txt'), 'does not exist')
 
@@ -168,7 +157,7 @@ def test_params_file_cannot_run_code(src_copy, tmp_path):
 
 
 def test_eval_file_with_unknown_characters(src_copy, params, tmp_path):
-    lines = open(data('birth_dev.tsv'), encoding='utf-8').read().split('\n')[:5]
+    lines = (src_copy / 'data' / 'birth_dev.tsv').read_text(encoding='utf-8').split('\n')[:5]
     lines[2] = 'Where was \u0416\u2603 born?\tParis'
     f = tmp_path / 'odd.tsv'
     f.write_text('\n'.join(lines) + '\n', encoding='utf-8')

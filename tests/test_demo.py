@@ -90,7 +90,7 @@ def test_world_cli(tmp_path):
     out = tmp_path / 'w'
     done = run_module(['submission.world', '--out', str(out), '--people', '12', '--cities', '4'])
     assert done.returncode == 0, done.stderr
-    assert sorted(os.listdir(out)) == sorted(FILES)
+    assert sorted(os.listdir(out)) == sorted(FILES + [world.MARKER])
     bad = run_module(['submission.world', '--out', str(out), '--people', '2'])
     assert bad.returncode != 0 and 'Traceback' not in bad.stderr
 

@@ -5,18 +5,21 @@ import sys
 import pytest
 import torch
 
-from conftest import data, run
+from conftest import HERE, lines_of, run
 from submission import GPT, GPTConfig
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 TORCHRUN = [sys.executable, '-m', 'torch.distributed.run', '--standalone']
 
 
+def world_files(world_data):
+    return [os.path.join(world_data, 'wiki.txt'), os.path.join(world_data, 'birth_places_train.tsv')]
+
+
 @pytest.mark.parametrize('mode', ['exact', 'fast'])
-def test_two_ranks_of_64_equal_one_rank_of_128(tmp_path, mode):
-    """Two optimizer steps: 2 ranks x 64 examples give the parameters of 1 rank x 128.
+def test_two_ranks_of_8_equal_one_rank_of_16(tmp_path, mode, world_data):
+    """Two optimizer steps: 2 ranks x 8 examples give the parameters of 1 rank x 16.
     In fast mode the ranks pack different numbers of targets, which the loss weighting must absorb."""
-    args = [os.path.join(HERE, 'ddp_driver.py'), None, data('wiki.txt'), data('birth_places_train.tsv'), mode]
+    args = [os.path.join(HERE, 'ddp_driver.py'), None, *world_files(world_data), mode]
     one, two = tmp_path / 'one.params', tmp_path / 'two.params'
     p = run([sys.executable] + [a if a else str(one) for a in args], tmp_path)
     assert p.returncode == 0, p.stderr
@@ -30,7 +33,7 @@ def test_two_ranks_of_64_equal_one_rank_of_128(tmp_path, mode):
     assert (init.head.weight - a['head.weight']).abs().max() > 1e-3
 
 
-def test_run_sh_under_torchrun_finetunes_and_evaluates_like_one_process(src_copy):
+def test_run_sh_under_torchrun_finetunes_and_evaluates_like_one_process(src_copy, world_data):
     sub = src_copy / 'submission'
     p = run(['./run.sh', 'vanilla_finetune_without_pretrain', '--max_steps=1'], src_copy, env={'NPROC': '2'})
     assert p.returncode == 0, p.stderr
@@ -43,7 +46,7 @@ def test_run_sh_under_torchrun_finetunes_and_evaluates_like_one_process(src_copy
     p = run(['./run.sh', 'vanilla_eval_dev_without_pretrain'], src_copy)
     assert p.returncode == 0, p.stderr
     one = (sub / 'vanilla.nopretrain.dev.predictions').read_text(encoding='utf-8')
-    assert one == two and len(one.split('\n')) == 501
+    assert one == two and len(one.split('\n')) == len(lines_of(world_data, 'birth_dev.tsv')) + 1
 
 
 def test_batch_that_does_not_divide_over_ranks_is_refused(src_copy):
@@ -53,11 +56,11 @@ def test_batch_that_does_not_divide_over_ranks_is_refused(src_copy):
     assert not (src_copy / 'submission' / 'vanilla.model.params').exists()
 
 
-def test_checkpoint_from_two_ranks_resumes_on_one(tmp_path):
+def test_checkpoint_from_two_ranks_resumes_on_one(tmp_path, world_data):
     """Interrupt a 2-rank run mid-epoch, resume it in one process: it ends where an
     uninterrupted one-process run ends (dropout off, so only the math matters)."""
     driver = os.path.join(HERE, 'ddp_driver.py')
-    common = [data('wiki.txt'), data('birth_places_train.tsv'), 'exact', '10']
+    common = [*world_files(world_data), 'exact', '10']
     ref, cut = tmp_path / 'ref.params', tmp_path / 'cut.params'
     p = run([sys.executable, driver, str(ref)] + common, tmp_path)
     assert p.returncode == 0, p.stderr

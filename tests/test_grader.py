@@ -1,30 +1,30 @@
 """Tests of the course-style autograder (src/grader.py), run as users run it: `python grader.py`.
 
 Runs that must not depend on the user's trained files use a copy of src/
-without params, predictions or data, with the real course data linked in.
+without params, predictions or data, with the real course data linked in
+(or, for the fresh-machine test, no data at all).
 """
+import json
+import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / 'src'
-DATA_FILES = ('wiki.txt', 'birth_places_train.tsv', 'birth_dev.tsv', 'birth_test_inputs.tsv', 'birth_test.tsv')
-STRUCTURAL = ('1c-0-basic', '1c-1-basic', '1e-0-basic', '1e-1-basic', '1e-2-basic', '1e-3-basic',
-              '1f-0-basic', '1f-1-basic', '1g-0-basic', '1g-1-basic', '1g-2-basic')
-ACCURACY = ('1d-0-basic', '1d-1-basic', '1f-2-basic', '1f-3-basic', '1g-3-basic', '1g-4-basic')
+from conftest import ROOT, SRC, copy_src, read
 
-
-def real_data(name):
-    # The grader's own rule: src/data first, else the shared data beside the repository.
-    for folder in (SRC / 'data', ROOT.parent / 'shared' / 'data'):
-        if (folder / name).is_file():
-            return (folder / name).resolve()
-    pytest.skip(f'course data file {name} not found in src/data or ../shared/data')
+STRUCTURAL = ('1c-0-hidden', '1c-1-basic', '1c-2-extra', '1e-0-basic', '1e-1-basic', '1e-2-basic', '1e-3-basic',
+              '1f-0-basic', '1f-3-extra', '1g-0-basic', '1g-3-hidden')
+ACCURACY = ('1d-0-hidden', '1d-1-hidden', '1f-1-hidden', '1f-2-hidden', '1g-1-hidden', '1g-2-hidden')
+# The course's test ids and points, synthesizer year (SPEC section 10).
+COURSE_POINTS = {
+    '1a-sample': 0, '1b-sample': 0, '1c-0-hidden': 2, '1c-1-basic': 2, '1d-0-hidden': 2, '1d-1-hidden': 4,
+    '1e-0-basic': 5, '1e-1-basic': 5, '1e-2-basic': 5, '1e-3-basic': 5, '1f-0-basic': 7, '1f-1-hidden': 5,
+    '1f-2-hidden': 8, '1g-0-basic': 4, '1g-1-hidden': 2, '1g-2-hidden': 3, '1g-3-hidden': 5, '3a-0-basic': 1,
+    '3b-0-basic': 2, '3c-0-basic': 2, '3d-0-basic': 2, '3e-0-basic': 3,
+}
 
 
 def grade(cwd, *ids):
@@ -36,7 +36,7 @@ def results(stdout):
     """{test id: (status, earned, max)} from the report."""
     found, current = {}, None
     for line in stdout.splitlines():
-        head = re.match(r'^(\d\w-\d+-basic): ', line)
+        head = re.match(r'^(\d\w-\d+-\w+): ', line)
         if head:
             current = head.group(1)
             continue
@@ -48,34 +48,31 @@ def results(stdout):
 
 
 @pytest.fixture
-def clean_src(tmp_path):
-    """A copy of src/ with none of the user's trained files, and the course data linked in."""
-    copy = tmp_path / 'src'
-    shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns(
-        '*.params', '*.predictions', '*.ckpt', '*.jsonl', 'data', '__pycache__', 'reports'))
-    (copy / 'data').mkdir()
-    for name in DATA_FILES:
-        (copy / 'data' / name).symlink_to(real_data(name))
+def clean_src(tmp_path, course_data):
+    """A copy of src/ with none of the user's trained files, the course data linked in,
+    and the root's points.json beside it, as in the repository."""
+    copy = copy_src(tmp_path, course_data)
+    (tmp_path / 'points.json').write_bytes((Path(ROOT) / 'points.json').read_bytes())
     return copy
 
 
-def answers(name):
-    return [line.split('\t')[1] for line in real_data(name).read_text(encoding='utf-8').split('\n') if line.strip()]
+def answers(course_data, name):
+    return [line.split('\t')[1] for line in read(course_data, name).split('\n') if line.strip()]
 
 
 def write_predictions(path, gold, n_correct):
     path.write_text(''.join((a if i < n_correct else 'x') + '\n' for i, a in enumerate(gold)), encoding='utf-8')
 
 
-def test_structural_tests_pass_in_src():
-    for name in DATA_FILES:
-        real_data(name)
+def test_structural_tests_pass_in_src(course_data):
     run = grade(SRC)
     found = results(run.stdout)
     assert set(found) == set(STRUCTURAL + ACCURACY), run.stdout + run.stderr
     for test_id in STRUCTURAL:
         assert found[test_id][0] == 'PASS', run.stdout
     assert re.search(r'^Total: \d+/\d+ points$', run.stdout, re.M), run.stdout
+    for test_id, (_, _, most) in found.items():  # the course's points for the course's tests
+        assert most == COURSE_POINTS.get(test_id, most), (test_id, most)
 
 
 def test_accuracy_tests_not_run_without_predictions(clean_src):
@@ -114,13 +111,56 @@ def test_unknown_id_is_a_one_line_error(clean_src):
     (60, 40, 'PASS', 0),   # 12 % dev, 9.15 % test
     (40, 39, 'FAIL', 1),   # 8 % dev, 8.92 % test
 ])
-def test_accuracy_thresholds(clean_src, dev_correct, test_correct, status, code):
-    dev, test = answers('birth_dev.tsv'), answers('birth_test.tsv')
+def test_accuracy_thresholds(clean_src, course_data, dev_correct, test_correct, status, code):
+    dev, test = answers(course_data, 'birth_dev.tsv'), answers(course_data, 'birth_test.tsv')
     assert len(dev) == 500 and len(test) == 437
     write_predictions(clean_src / 'submission' / 'vanilla.pretrain.dev.predictions', dev, dev_correct)
     write_predictions(clean_src / 'submission' / 'vanilla.pretrain.test.predictions', test, test_correct)
-    run = grade(clean_src, '1f-2-basic', '1f-3-basic')
+    run = grade(clean_src, '1f-1-hidden', '1f-2-hidden')
     found = results(run.stdout)
     assert run.returncode == code, run.stdout + run.stderr
-    assert found['1f-2-basic'][0] == status and found['1f-3-basic'][0] == status, run.stdout
+    assert found['1f-1-hidden'][0] == status and found['1f-2-hidden'][0] == status, run.stdout
     assert f'({dev_correct} of 500 correct)' in run.stdout
+
+
+def test_grader_finishes_on_a_fresh_machine(tmp_path):
+    """No course data anywhere (no src/data files, no ../shared): every test that needs
+    the data says NOT RUN and why, the others pass, and the grader exits 0."""
+    copy = copy_src(tmp_path, None)
+    (tmp_path / 'points.json').write_bytes((Path(ROOT) / 'points.json').read_bytes())
+    run = grade(copy)
+    found = results(run.stdout)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert set(found) == set(STRUCTURAL + ACCURACY), run.stdout
+    for test_id in ('1c-0-hidden', '1c-1-basic', '1f-0-basic', '1f-3-extra', '1g-0-basic') + ACCURACY:
+        assert found[test_id][:2] == ('NOT RUN', 0), run.stdout
+    assert 'NOT RUN: data/wiki.txt missing (put the course data in src/data' in run.stdout
+    for test_id in ('1e-0-basic', '1e-1-basic', '1e-2-basic', '1e-3-basic', '1c-2-extra', '1g-3-hidden'):
+        assert found[test_id][0] == 'PASS', run.stdout  # they need no course data
+    assert re.search(r'^Total: \d+/\d+ points$', run.stdout, re.M)
+
+
+COURSE_LOOKUP = r"""
+import json, os, sys
+# The course's graderUtil: ./points.json if it exists, else ../points.json, then
+# weights[test id]['points'] for every test it grades.
+path = 'points.json' if os.path.exists('points.json') else '../points.json'
+with open(path) as f:
+    weights = json.load(f)
+print(json.dumps({test_id: weights[test_id]['points'] for test_id in sys.argv[1:]}))
+"""
+
+
+def test_the_course_grader_finds_every_id_in_our_points_json():
+    """A stand-in for the course's graderUtil, run from src/ as the course runs it: our
+    points.json (at the root, where the course puts it) has every course id with its points,
+    and nothing of ours in src/ shadows it."""
+    assert not os.path.exists(os.path.join(SRC, 'points.json'))
+    run = subprocess.run([sys.executable, '-c', COURSE_LOOKUP, *COURSE_POINTS], cwd=SRC,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr  # a KeyError would mean a course id is missing
+    assert json.loads(run.stdout) == COURSE_POINTS
+    # Our grader gives the course's points for the tests it shares with the course.
+    with open(os.path.join(ROOT, 'points.json'), encoding='utf-8') as f:
+        ours = json.load(f)
+    assert all(test_id in COURSE_POINTS or test_id.endswith('-extra') for test_id in ours)

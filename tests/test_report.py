@@ -1,11 +1,10 @@
 """`./run.sh report` on a real, tiny run: the report lists every experiment and plots the loss.
 
-A copy of src/ without any trained files, with the course data linked in,
-finetunes for 3 steps without pretraining, evaluates on dev, then writes the
-report; everything else must show as "not run".
+A copy of src/ without any trained files, with the synthetic world as its
+data, finetunes for 3 steps without pretraining, evaluates on dev, then writes
+the report; everything else must show as "not run".
 """
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,17 +13,16 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.image
 
-ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / 'src'
-DATA_FILES = ('wiki.txt', 'birth_places_train.tsv', 'birth_dev.tsv', 'birth_test_inputs.tsv', 'birth_test.tsv')
+from conftest import SRC, lines_of
+from submission import report
+
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 
-def data_file(name):
-    for folder in (ROOT.parent / 'shared' / 'data', SRC / 'data'):
-        if (folder / name).is_file():
-            return (folder / name).resolve()
-    raise AssertionError(f'course data file {name} not found in ../shared/data or src/data')
+def london(folder, name):
+    answers = [line.split('\t')[1] for line in lines_of(folder, name)]
+    n = sum(a == 'London' for a in answers)
+    return f'{100 * n / len(answers):.2f} % ({n}/{len(answers)})'
 
 
 def run_sh(src, *args):
@@ -34,13 +32,8 @@ def run_sh(src, *args):
     return done.stdout
 
 
-def test_report_after_a_tiny_real_run(tmp_path):
-    src = tmp_path / 'src'
-    shutil.copytree(SRC, src, ignore=shutil.ignore_patterns(
-        'data', '*.params', '*.predictions', '*.jsonl', '*.ckpt', '*.tb', 'reports', '__pycache__'))
-    (src / 'data').mkdir()
-    for name in DATA_FILES:
-        (src / 'data' / name).symlink_to(data_file(name))
+def test_report_after_a_tiny_real_run(src_copy, world_data):
+    src = src_copy
 
     run_sh(src, 'vanilla_finetune_without_pretrain', '--max_steps=3')
     run_sh(src, 'vanilla_eval_dev_without_pretrain')
@@ -56,13 +49,13 @@ def test_report_after_a_tiny_real_run(tmp_path):
                          'synthesizer, pretrain + finetune', 'London baseline'}
 
     dev, test, time_, steps, loss, plot = rows['vanilla, no pretraining']
-    assert dev.endswith('/500)')
+    assert dev.endswith(f'/{len(lines_of(world_data, "birth_dev.tsv"))})')
     assert test == 'not run'  # the test-set evaluation was not run
     assert steps == '3'
     assert float(loss) > 0
     assert rows['vanilla, pretrain + finetune'][:2] == ['not run', 'not run']
     assert rows['synthesizer, pretrain + finetune'] == ['not run'] * 6
-    assert rows['London baseline'][:2] == ['5.00 % (25/500)', '4.58 % (20/437)']
+    assert rows['London baseline'][:2] == [london(world_data, 'birth_dev.tsv'), london(world_data, 'birth_test.tsv')]
 
     pngs = sorted((src / 'reports').glob('*.png'))
     assert pngs
@@ -73,6 +66,10 @@ def test_report_after_a_tiny_real_run(tmp_path):
         assert f']({png.name})' in text  # linked from report.md
     assert not [p for p in (src / 'reports').iterdir() if p.name.endswith('.tmp')]
     assert not list((src / 'submission').glob('*.ckpt'))
+
+
+def test_london_cells_on_the_course_data(course_data):
+    assert report.london_cells(course_data) == ['5.00 % (25/500)', '4.58 % (20/437)']
 
 
 def test_report_without_submission_dir(tmp_path):

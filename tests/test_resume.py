@@ -8,34 +8,14 @@ import time
 
 import torch
 
-from conftest import SRC, assert_one_line_error, data, run
+from conftest import HERE, assert_one_line_error, run
 
-# A small real run through the project's Trainer and helper.train (exact mode, CPU,
-# fixed seed): 2 epochs over the course wiki at block size 64, 46 steps an epoch.
-DRIVER = r'''
-import random, sys, torch
-sys.path.insert(0, SRC)
-torch.set_num_threads(1)
-from submission import CharCorruptionDataset, GPT, GPTConfig, Trainer, TrainerConfig, train
-out, resume = sys.argv[1], sys.argv[2] == 'resume'
-random.seed(0); torch.manual_seed(0)
-ds = CharCorruptionDataset(open(WIKI, encoding='utf-8').read(), 64)
-model = GPT(GPTConfig(ds.vocab_size, 64, n_layer=2, n_head=2, n_embd=32))
-tc = TrainerConfig(max_epochs=2, batch_size=64, learning_rate=3e-3, lr_decay=True, warmup_tokens=2000,
-                   final_tokens=200000, exact=True, seed=0, checkpoint_path=out + '.ckpt',
-                   checkpoint_every=1e9, resume=resume, settings={'lr': 3e-3, 'epochs': 2},
-                   log_path=out + '.log.jsonl', progress=True)
-try:
-    train(model, out, Trainer(model, ds, None, tc))
-except Exception as e:
-    print('error: ' + str(e), file=sys.stderr)
-    sys.exit(getattr(e, 'code', 2))
-'''
+DRIVER = os.path.join(HERE, 'resume_driver.py')
+STEPS_PER_EPOCH = 38  # resume_driver.py on the tests' world: 601 lines at batch 16
 
 
-def driver(out, mode='fresh'):
-    code = f'SRC = {SRC!r}\nWIKI = {data("wiki.txt")!r}\n' + DRIVER
-    return [sys.executable, '-c', code, str(out), mode]
+def driver(out, wiki, mode='fresh'):
+    return [sys.executable, DRIVER, str(out), wiki, mode]
 
 
 def steps_logged(log):
@@ -45,13 +25,14 @@ def steps_logged(log):
         return sum(1 for line in f if '"step"' in line and '"event"' not in line)
 
 
-def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(tmp_path, world_data):
+    wiki = os.path.join(world_data, 'wiki.txt')
     ref = tmp_path / 'ref.params'
-    p = subprocess.run(driver(ref), capture_output=True, text=True, timeout=600)
+    p = subprocess.run(driver(ref, wiki), capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
 
     out = tmp_path / 'cut.params'
-    proc = subprocess.Popen(driver(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(driver(out, wiki), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while steps_logged(str(out) + '.log.jsonl') < 10 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -61,9 +42,9 @@ def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     assert 'checkpoint saved to' in err and '--resume' in err
     assert not out.exists()
     ckpt = torch.load(str(out) + '.ckpt', weights_only=True)
-    assert ckpt['epoch'] == 0 and 10 <= ckpt['batch'] < 46  # stopped mid-epoch
+    assert ckpt['epoch'] == 0 and 10 <= ckpt['batch'] < STEPS_PER_EPOCH  # stopped mid-epoch
 
-    p = subprocess.run(driver(out, 'resume'), capture_output=True, text=True, timeout=600)
+    p = subprocess.run(driver(out, wiki, 'resume'), capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert 'resuming from' in p.stdout
     a, b = torch.load(ref, weights_only=True), torch.load(out, weights_only=True)
@@ -74,18 +55,20 @@ def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     records = [json.loads(l) for l in open(str(out) + '.log.jsonl')]
     starts = [r for r in records if r.get('event') == 'start']
     assert len(starts) == 2 and starts[1]['resumed_from_step'] == ckpt['step']
-    assert [r['step'] for r in records if 'event' not in r] == list(range(1, 93))
+    assert [r['step'] for r in records if 'event' not in r] == list(range(1, 2 * STEPS_PER_EPOCH + 1))
     # Not on a terminal: plain progress lines, no carriage-return bar.
-    assert '\r' not in p.stderr and 'epoch 2/2 step 92/92' in p.stderr
+    last = 2 * STEPS_PER_EPOCH
+    assert '\r' not in p.stderr and f'epoch 2/2 step {last}/{last}' in p.stderr
 
 
-def test_damaged_checkpoint_is_refused_and_params_untouched(tmp_path):
+def test_damaged_checkpoint_is_refused_and_params_untouched(tmp_path, world_data):
     out = tmp_path / 'm.params'
     out.write_bytes(b'previous params')
     ckpt = str(out) + '.ckpt'
     with open(ckpt, 'wb') as f:
         f.write(b'PK\x03\x04 truncated')
-    p = subprocess.run(driver(out, 'resume'), capture_output=True, text=True, timeout=600)
+    p = subprocess.run(driver(out, os.path.join(world_data, 'wiki.txt'), 'resume'),
+                       capture_output=True, text=True, timeout=600)
     assert_one_line_error(p, 'damaged', 'delete it')
     assert out.read_bytes() == b'previous params'
 

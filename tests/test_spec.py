@@ -1,5 +1,11 @@
-"""The contract of SPEC sections 4 to 8, checked on the real course data and real modules."""
+"""The contract of SPEC sections 4 to 8, checked on real modules.
+
+Facts of the course data (sizes, vocabulary, final_tokens, the London baseline)
+are checked on the course data (`course_data`, skipped without it); every
+other rule on the synthetic world in the course's formats, so it runs everywhere.
+"""
 import math
+import os
 import random
 import statistics
 
@@ -8,7 +14,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from conftest import data
+from conftest import read
 from submission import (GPT, CharCorruptionDataset, GPTConfig, NameDataset, Trainer, TrainerConfig,
                         SynthesizerAttention, CausalSelfAttention, evaluate_places, finetune,
                         initialize_synthesizer_model, initialize_vanilla_model, pretrain, sample)
@@ -18,13 +24,20 @@ MASK, PAD = '\u2047', '\u25A1'
 
 
 @pytest.fixture(scope='module')
-def wiki():
-    return open(data('wiki.txt'), encoding='utf-8').read()
+def wiki(course_data):
+    return read(course_data, 'wiki.txt')
 
 
 @pytest.fixture(scope='module')
 def pre(wiki):
+    """The course's pretraining dataset."""
     return CharCorruptionDataset(wiki, 128)
+
+
+@pytest.fixture(scope='module')
+def world_pre(world_data):
+    """A pretraining dataset of the synthetic world."""
+    return CharCorruptionDataset(read(world_data, 'wiki.txt'), 128)
 
 
 def course_conf(ds, **kw):
@@ -43,17 +56,22 @@ def test_vocabulary_ids_and_sizes(wiki, pre):
     assert 200 * len(pre) * 128 == 75_212_800
 
 
-def test_empty_item_is_harmless(pre):
-    x, y = pre[len(pre) - 1]
+def test_empty_item_is_harmless(world_pre):
+    assert world_pre.data[-1] == ''  # the corpus ends with a newline, as the course's does
+    x, y = world_pre[len(world_pre) - 1]
     assert x.shape == y.shape == (127,)
     assert (y != 0).sum() >= 1  # still something to predict, no crash
 
 
-def test_name_dataset_example_and_lengths(pre):
+def test_name_dataset_lengths(pre, course_data):
     for name, n in (('birth_places_train.tsv', 2000), ('birth_dev.tsv', 500), ('birth_test.tsv', 437)):
-        ds = NameDataset(pre, open(data(name), encoding='utf-8').read())
-        assert len(ds) == n
-    ds = NameDataset(pre, open(data('birth_places_train.tsv'), encoding='utf-8').read())
+        assert len(NameDataset(read(course_data, name), pre)) == n
+
+
+def test_name_dataset_example(world_pre, world_data):
+    pre = world_pre
+    ds = NameDataset(read(world_data, 'birth_places_train.tsv'), pre)
+    assert len(ds) == len(read(world_data, 'birth_places_train.tsv').strip().split('\n'))
     q, a = ds.data[0].split('\t')
     x, y = ds[0]
     assert x.dtype == y.dtype == torch.long and x.shape == y.shape == (127,)
@@ -64,22 +82,24 @@ def test_name_dataset_example_and_lengths(pre):
     assert ys == PAD * (len(q) - 1) + (full + PAD * (128 - len(full)))[len(q):]
 
 
-def test_name_dataset_drops_non_ascii(pre):
-    raw = open(data('birth_places_train.tsv'), encoding='utf-8').read()
+def test_name_dataset_drops_non_ascii(pre, course_data):
+    raw = read(course_data, 'birth_places_train.tsv')
     assert any(ord(c) > 127 for c in raw)  # the course file has some (124 lines)
-    ds = NameDataset(pre, raw)
+    ds = NameDataset(raw, pre)
     assert all(ord(c) < 128 for line in ds.data for c in line)
 
 
-def test_birth_characters_are_in_wiki(pre):
+def test_birth_characters_are_in_wiki(pre, course_data):
     for name in ('birth_places_train.tsv', 'birth_dev.tsv', 'birth_test_inputs.tsv', 'birth_test.tsv'):
-        text = open(data(name), encoding='utf-8').read()
+        text = read(course_data, name)
         assert set(text) - {'\n', '\t'} <= set(pre.stoi)
 
 
 # ---- section 5: span corruption -----------------------------------------------------------
 
-def test_span_corruption_properties(pre):
+@pytest.mark.parametrize('corpus', ['world', 'course'])
+def test_span_corruption_properties(corpus, request):
+    pre = request.getfixturevalue('pre' if corpus == 'course' else 'world_pre')
     random.seed(1)
     masked_minus_quarter, kept_ratio = [], []
     for _ in range(3000):
@@ -195,7 +215,8 @@ class CourseGPT(nn.Module):
 
 
 @pytest.mark.parametrize('synth', [False, True])
-def test_state_dict_round_trip_through_course_code(pre, synth, tmp_path):
+def test_state_dict_round_trip_through_course_code(world_pre, synth, tmp_path):
+    pre = world_pre
     torch.manual_seed(0)
     ours = GPT(course_conf(pre, synthesizer=synth))
     path = tmp_path / 'm.params'
@@ -208,7 +229,7 @@ def test_state_dict_round_trip_through_course_code(pre, synth, tmp_path):
     # ...and back: course weights into our model
     torch.manual_seed(1)
     course2 = CourseGPT(course_conf(pre, synthesizer=synth))
-    ours2 = GPT(course_conf(pre, synthesizer=synth, fast=True))
+    ours2 = GPT(course_conf(pre, synthesizer=synth, exact=False))
     ours2.load_state_dict(course2.state_dict())
     ours2.eval(), course2.eval()
     assert torch.allclose(ours2(idx)[0], course2(idx), atol=1e-4)
@@ -237,13 +258,14 @@ def test_parameter_names_shapes_and_init(pre):
     assert (c.embd_pdrop, c.resid_pdrop, c.attn_pdrop, c.synthesizer) == (0.1, 0.1, 0.1, False)
 
 
-def test_forward_returns_logits_and_ignore_pad_loss(pre):
+def test_forward_returns_logits_and_ignore_pad_loss(world_pre):
+    pre = world_pre
     torch.manual_seed(0)
     m = GPT(course_conf(pre))
     m.eval()
     x, y = pre[0]
     logits, loss = m(x[None], y[None])
-    assert logits.shape == (1, 127, 256) and m.get_block_size() == 128
+    assert logits.shape == (1, 127, pre.vocab_size) and m.get_block_size() == 128
     ref = F.cross_entropy(logits[0][y != 0], y[y != 0])
     assert torch.allclose(loss, ref, atol=1e-6)
     assert m(x[None])[1] is None
@@ -268,7 +290,7 @@ def synth_formula(attn, x):
 @pytest.mark.parametrize('fast', [False, True])
 def test_synthesizer_equals_formula(fast):
     torch.manual_seed(0)
-    attn = SynthesizerAttention(GPTConfig(10, 8, n_head=3, n_embd=6, fast=fast))
+    attn = SynthesizerAttention(GPTConfig(10, 8, n_head=3, n_embd=6, exact=not fast))
     with torch.no_grad():  # non-trivial w2/b2 so a dropped b2 or wrong column would show
         attn.w2.normal_()
         attn.b2.normal_()
@@ -319,9 +341,9 @@ def test_schedule_values():
     assert lr_at(123, TrainerConfig(learning_rate=1e-3)) == 1e-3  # no decay: constant
 
 
-def test_weight_decay_groups(pre):
-    m = GPT(course_conf(pre))
-    opt = Trainer(m, pre, None, TrainerConfig()).make_optimizer(m)
+def test_weight_decay_groups(world_pre):
+    m = GPT(course_conf(world_pre))
+    opt = Trainer(m, world_pre, None, TrainerConfig()).make_optimizer(m)
     decay, nodecay = opt.param_groups
     names = {id(p): n for n, p in m.named_parameters()}
     assert decay['weight_decay'] == 0.1 and nodecay['weight_decay'] == 0.0
@@ -330,11 +352,11 @@ def test_weight_decay_groups(pre):
     assert 'pos_emb' in decayed and 'ln_f.weight' in decayed  # the course's faithful quirk
 
 
-def test_helper_settings(pre, tmp_path):
+def test_helper_settings(pre, course_data, tmp_path):
     m = initialize_vanilla_model(course_conf(pre))
     assert isinstance(m.blocks[0].attn, CausalSelfAttention)
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    tconf, trainer = finetune(None, data('birth_places_train.tsv'), pre, 128, m)
+    tconf, trainer = finetune(None, os.path.join(course_data, 'birth_places_train.tsv'), pre, 128, m)
     assert isinstance(trainer, Trainer) and len(trainer.train_dataset) == 2000
     assert (tconf.max_epochs, tconf.batch_size, tconf.learning_rate, tconf.lr_decay, tconf.warmup_tokens,
             tconf.final_tokens, tconf.num_workers) == (75, 256, 6e-4, True, 10240, 75_212_800, 4)
@@ -343,7 +365,7 @@ def test_helper_settings(pre, tmp_path):
     torch.manual_seed(5)
     other = initialize_vanilla_model(course_conf(pre))
     torch.save(other.state_dict(), path)
-    tconf, trainer = finetune(str(path), data('birth_places_train.tsv'), pre, 128, m)
+    tconf, trainer = finetune(str(path), os.path.join(course_data, 'birth_places_train.tsv'), pre, 128, m)
     assert tconf.max_epochs == 10
     assert torch.equal(m.state_dict()['head.weight'], other.state_dict()['head.weight'].to(m.head.weight.device))
     tconf, trainer = pretrain(pre, 128, m)
@@ -355,20 +377,69 @@ def test_helper_settings(pre, tmp_path):
 
 # ---- section 8: evaluation ------------------------------------------------------------------
 
-def test_evaluate_places(tmp_path):
-    lines = open(data('birth_dev.tsv'), encoding='utf-8').read().split('\n')
-    answers = [l.split('\t')[1] for l in lines if l]
+def test_evaluate_places(course_data):
+    dev, inputs = os.path.join(course_data, 'birth_dev.tsv'), os.path.join(course_data, 'birth_test_inputs.tsv')
+    answers = [l.split('\t')[1] for l in read(course_data, 'birth_dev.tsv').split('\n') if l]
     preds = answers[:123] + ['nowhere'] * (500 - 123)
-    assert evaluate_places(data('birth_dev.tsv'), preds) == (500.0, 123.0)
-    assert evaluate_places(data('birth_dev.tsv'), ['London'] * 500) == (500.0, 25.0)
-    assert evaluate_places(data('birth_test_inputs.tsv'), ['x'] * 437) == (0, 0)
+    assert evaluate_places(dev, preds) == (500.0, 123.0)
+    assert evaluate_places(dev, ['London'] * 500) == (500.0, 25.0)
+    assert evaluate_places(inputs, ['x'] * 437) == (0, 0)
 
 
-def test_sample_extends_by_steps(pre):
+def test_sample_extends_by_steps(world_pre):
     torch.manual_seed(0)
-    m = GPT(GPTConfig(pre.vocab_size, 128, n_layer=1, n_head=2, n_embd=16))
+    m = GPT(GPTConfig(world_pre.vocab_size, 128, n_layer=1, n_head=2, n_embd=16))
     x = torch.tensor([[5, 6, 7]])
     out = sample(m, x, 10)
     assert out.shape == (1, 13) and torch.equal(out[:, :3], x)
     assert torch.equal(out, sample(m, x, 10))  # greedy is deterministic
     assert sample(m, x, 5, temperature=0.8, sample=True, top_k=5).shape == (1, 8)
+
+
+# ---- sections 2, 4, 6, 7, 8: the public signatures a student's course code calls -----------
+
+COURSE_SIGNATURES = {
+    # name: the course's parameters, in order, with their defaults ('*' for **kwargs)
+    'NameDataset': ['data', 'pretraining_dataset'],  # the text first (SPEC section 4)
+    'CharCorruptionDataset': ['data', 'block_size'],
+    'GPTConfig': ['vocab_size', 'block_size', '**kwargs'],
+    'GPT': ['config'],
+    'GPT.forward': ['idx', 'targets=None'],
+    'GPT.get_block_size': [],
+    'CausalSelfAttention': ['config'],
+    'CausalSelfAttention.forward': ['x', 'layer_past=None'],
+    'SynthesizerAttention': ['config'],
+    'SynthesizerAttention.forward': ['x', 'layer_past=None'],
+    'TrainerConfig': ['**kwargs'],
+    'Trainer': ['model', 'train_dataset', 'test_dataset', 'config'],
+    'Trainer.train': [],
+    'initialize_vanilla_model': ['mconf'],
+    'initialize_synthesizer_model': ['mconf'],
+    'finetune': ['reading_params_path', 'finetune_corpus_path', 'pretrain_dataset', 'block_size', 'model'],
+    'pretrain': ['pretrain_dataset', 'block_size', 'model'],
+    'train': ['model', 'writing_params_path', 'trainer_obj'],
+    'evaluate_places': ['filepath', 'predicted_places'],
+    'sample': ['model', 'x', 'steps', 'temperature=1.0', 'sample=False', 'top_k=None'],
+}
+
+
+@pytest.mark.parametrize('name', sorted(COURSE_SIGNATURES))
+def test_public_signature_is_the_courses(name):
+    """Course code calls these positionally: the course's parameters come first, in the
+    course's order, with its defaults; anything of ours comes after, with a default."""
+    import inspect
+    import submission
+    obj = submission
+    for part in name.split('.'):
+        obj = getattr(obj, part)
+    params = [p for p in inspect.signature(obj).parameters.values() if p.name != 'self']
+
+    def shown(p):
+        if p.kind is p.VAR_KEYWORD:
+            return f'**{p.name}'
+        return p.name if p.default is p.empty else f'{p.name}={p.default!r}'
+
+    want = COURSE_SIGNATURES[name]
+    assert [shown(p) for p in params[:len(want)]] == want
+    assert all(p.default is not p.empty or p.kind is p.VAR_KEYWORD for p in params[len(want):]), \
+        f'{name}: parameters of ours after the course\'s must have defaults'
