@@ -1,21 +1,26 @@
-"""Benchmark: the exact course computation against the fast path, on this machine, in one run.
+"""Benchmark: the course-style computation against the fast path, on this machine, in one run.
 
 Usage:
-    bench.py [--steps=N] [--eval_questions=N] [--device=D] [--precision=P] [--threads=N]
+    bench.py [--steps=N] [--eval_questions=N] [--precision=P] [--threads=N] [--device=D] [--only=PARTS]
 
 Options:
-    --steps=N            pretraining steps to time per mode [default: 6]
+    --steps=N            pretraining steps per run [default: 8]
     --eval_questions=N   dev questions to decode [default: 500]
+    --precision=P        the fast path's precision: fp32, bf16 or auto [default: fp32]
+    --threads=N          torch threads for every run (default: run.py's default, all cores)
     --device=D           cpu or cuda [default: cpu]
-    --precision=P        the fast path's precision: fp32, bf16 or fp16 [default: fp32]
-    --threads=N          torch CPU threads per measurement (default: torch's own choice)
+    --only=PARTS         comma-separated subset of: peak,batches,pretrain,finetune,eval
+                         [default: peak,batches,pretrain,finetune,eval]
 
-Each measurement runs in its own subprocess (so peak memory is that
-measurement's own) through the project's real Trainer and evaluation code on
-the course data, and the script prints the time of each and the ratios
-exact / fast. Training steps are timed from the trainer's metrics log after
-two warm-up steps; the finetune epoch is 2,000 examples at batch 256 (8
-steps); evaluation is greedy decoding of the dev questions.
+The baseline is the course-style loop, run.py --exact: fp32, the per-item
+dataset, full 127-long rows, plain attention, one question at a time. Every
+training and evaluation figure is a whole run.py process on the course data
+(the real command line, helpers and trainer), timed from start to end, with
+its peak resident memory (its own: each runs alone); step times come from the
+run's metrics log. The header names the CPU, its flags and the threads;
+`peak` measures this machine's matmul GFLOP/s at the model's shapes, and the
+pretraining rows say what fraction of that peak each path's useful work
+reaches (useful: non-pad tokens x 6 x matmul parameters, plus attention).
 """
 import json
 import os
@@ -26,130 +31,171 @@ import sys
 import tempfile
 import time
 
+import torch
 from docopt import docopt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, 'src')
-
-
-def data_dir():
-    local = os.path.join(SRC, 'data')
-    if os.path.exists(os.path.join(local, 'wiki.txt')):
-        return local
-    return os.path.join(os.path.dirname(ROOT), 'shared', 'data')
-
-
-CHILD = r'''
-import json, random, resource, sys, time, torch
 sys.path.insert(0, SRC)
-from submission.dataset import CharCorruptionDataset, NameDataset
-from submission.model import GPT, GPTConfig
-from submission.trainer import Trainer, TrainerConfig
-from submission import evaluate
-task, mode, steps, nq, device, precision, log, threads = sys.argv[1:9]
-if threads != 'default':
-    torch.set_num_threads(int(threads))
-exact = mode == 'exact'
-steps, nq = int(steps), int(nq)
-random.seed(0); torch.manual_seed(0)
-text = open(DATA + '/wiki.txt', encoding='utf-8').read()
-ds = CharCorruptionDataset(text, 128)
-conf = GPTConfig(ds.vocab_size, 128, n_layer=4, n_head=8, n_embd=256,
-                 synthesizer=task == 'pretrain_synthesizer', fast=not exact)
-model = GPT(conf)
-result = {}
-if task == 'prep':
-    data = NameDataset(ds, open(DATA + '/birth_places_train.tsv', encoding='utf-8').read())
-    tc = TrainerConfig(max_epochs=3, batch_size=256, learning_rate=3e-3, exact=False, progress=False)
-    Trainer(model, data, None, tc).train()
-    torch.save(model.state_dict(), PARAMS)
-elif task.startswith('pretrain') or task == 'finetune':
-    if task == 'finetune':
-        data = NameDataset(ds, open(DATA + '/birth_places_train.tsv', encoding='utf-8').read())
-        tc = TrainerConfig(max_epochs=1, batch_size=256, learning_rate=6e-4, lr_decay=True,
-                           warmup_tokens=512 * 20, final_tokens=200 * len(ds) * 128)
-    else:
-        data = ds
-        tc = TrainerConfig(max_epochs=650, batch_size=128, learning_rate=6e-3, lr_decay=True,
-                           warmup_tokens=512 * 20, final_tokens=200 * len(ds) * 128, max_steps=steps)
-    tc.exact, tc.precision, tc.device, tc.log_path, tc.progress = exact, precision, device, log, False
-    if device.startswith('cuda'):
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.time()
-    Trainer(model, data, None, tc).train()
-    result['total_s'] = time.time() - t0
-    rows = [json.loads(l) for l in open(log)]
-    el = [r['elapsed'] for r in rows if 'step' in r and 'event' not in r]
-    result['step_times'] = [b - a for a, b in zip(el, el[1:])]
-    result['first_step_s'] = el[0]
-else:
-    # A model that answers in the course's format (question ⁇ place ⁇), so decoding
-    # can stop where the course's would not: trained once, shared by both modes.
-    model.load_state_dict(torch.load(PARAMS, weights_only=True))
-    model.to(device)
-    lines = [l for l in open(DATA + '/birth_dev.tsv', encoding='utf-8').read().split('\n') if l][:nq]
-    qs = [l.split('\t')[0] for l in lines]
-    t0 = time.time()
-    preds = evaluate.predict_places(model, qs, ds.stoi, ds.itos, device, exact=exact)
-    result['total_s'] = time.time() - t0
-    result['preds'] = preds
-if device.startswith('cuda'):
-    result['peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
-else:
-    result['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print('RESULT ' + json.dumps(result))
-'''
+from submission.files import course_data_dir  # noqa: E402
+
+MATMUL_PARAMS = 4 * (4 * 256 * 256 + 2 * 256 * 1024) + 256 * 256  # 4 blocks' linears, and the head
+N_LAYER, N_EMBD = 4, 256
 
 
-PARAMS = os.path.join(tempfile.gettempdir(), 'bench-finetuned.params')
+def cpu_header(threads):
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name') and model in ('', 'x86_64', platform.machine()):
+                    model = line.split(':', 1)[1].strip()
+                if line.startswith('flags'):
+                    flags = set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    shown = [f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in flags] or ['none of avx2/avx512']
+    return (f'machine: {model}; flags {" ".join(shown)}; {os.cpu_count()} cores; threads {threads}; '
+            f'torch {torch.__version__}; python {platform.python_version()}; {time.strftime("%Y-%m-%d")}')
 
 
-def measure(task, mode, steps, nq, device, precision, threads):
-    with tempfile.TemporaryDirectory() as tmp:
-        log = os.path.join(tmp, 'log.jsonl')
-        code = f'SRC = {SRC!r}\nDATA = {data_dir()!r}\nPARAMS = {PARAMS!r}\n' + CHILD
-        out = subprocess.run([sys.executable, '-c', code, task, mode, str(steps), str(nq), device,
-                              precision, log, threads], capture_output=True, text=True)
-    if out.returncode:
-        sys.exit(f'{task}/{mode} failed:\n{out.stderr[-2000:]}')
-    line = [l for l in out.stdout.splitlines() if l.startswith('RESULT ')][-1]
-    return json.loads(line[len('RESULT '):])
+def timed(cmd, cwd=SRC):
+    """(seconds, peak resident MB, stdout) of a whole process that prints `PEAK_MB x` on stderr."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - t0
+    if proc.returncode:
+        sys.exit(f'failed: {" ".join(cmd)}\n{err[-3000:]}')
+    peak = 0.0
+    for line in err.splitlines():
+        if line.startswith('PEAK_MB '):
+            peak = float(line.split()[1])
+    return seconds, peak, out
 
 
-def step_time(r):
-    times = r['step_times'][1:] or r['step_times']  # the first timed step still warms caches
-    return statistics.median(times)
+def run_py(args, threads):
+    """run.py with args, through a wrapper that reports the process's peak resident memory."""
+    wrapper = ('import resource, runpy, sys; sys.argv = ["run.py"] + sys.argv[1:]\n'
+               'try:\n    runpy.run_path("run.py", run_name="__main__")\n'
+               'finally:\n    print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, '
+               'file=sys.stderr)\n')
+    extra = [f'--threads={threads}'] if threads else []
+    return timed([sys.executable, '-c', wrapper, *args, *extra])
+
+
+def steps_of(log):
+    with open(log) as f:
+        records = [json.loads(line) for line in f]
+    elapsed = [r['elapsed'] for r in records if 'event' not in r]
+    return [b - a for a, b in zip(elapsed, elapsed[1:])]
+
+
+def measure_child(*args):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, 'bench', 'measure.py'), *args],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads([l for l in out.splitlines() if l.startswith('RESULT ')][-1][len('RESULT '):])
 
 
 def main():
     args = docopt(__doc__)
-    steps, nq = int(args['--steps']), int(args['--eval_questions'])
-    device, precision = args['--device'], args['--precision']
-    threads = args['--threads'] or 'default'
-    print(f'machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, '
-          f'python {platform.python_version()}; device {device}; fast precision {precision}; threads {threads}; '
-          f'{time.strftime("%Y-%m-%d")}')
-    rows = []
-    for task, label in (('pretrain_vanilla', 'pretrain step, vanilla, batch 128'),
-                        ('pretrain_synthesizer', 'pretrain step, synthesizer, batch 128')):
-        e = measure(task, 'exact', steps, nq, device, 'fp32', threads)
-        f = measure(task, 'fast', steps, nq, device, precision, threads)
-        rows.append((label, step_time(e), step_time(f), e['peak_mb'], f['peak_mb']))
-    e = measure('finetune', 'exact', steps, nq, device, 'fp32', threads)
-    f = measure('finetune', 'fast', steps, nq, device, precision, threads)
-    rows.append(('finetune epoch (2,000 examples, batch 256)', sum(e['step_times']) + e['first_step_s'],
-                 sum(f['step_times']) + f['first_step_s'], e['peak_mb'], f['peak_mb']))
-    measure('prep', 'fast', steps, nq, device, 'fp32', threads)
-    e = measure('eval', 'exact', steps, nq, device, 'fp32', threads)
-    f = measure('eval', 'fast', steps, nq, device, 'fp32', threads)
-    same = sum(a == b for a, b in zip(e['preds'], f['preds']))
-    rows.append((f'evaluate {nq} dev questions', e['total_s'], f['total_s'], e['peak_mb'], f['peak_mb']))
+    steps, nq, precision, device = int(args['--steps']), int(args['--eval_questions']), args['--precision'], \
+        args['--device']
+    threads = int(args['--threads']) if args['--threads'] else None
+    only = set(args['--only'].split(','))
+    data = course_data_dir()
+    if data is None:
+        sys.exit('error: the bench needs the course data: put it in src/data (see src/data/README.md)')
+    all_threads = threads or torch.get_num_threads()
+    print(cpu_header(all_threads))
+    print(f'device {device}; fast path precision {precision}; baseline: run.py --exact (fp32)\n')
+    work = tempfile.mkdtemp(prefix='bench-')
+    course = [f'--pretrain_corpus_path={data}/wiki.txt', f'--device={device}']
+    peak = {}
 
-    print(f'\n| measurement | exact (s) | fast (s) | speed-up | peak MB exact | peak MB fast |')
-    print('|---|---:|---:|---:|---:|---:|')
-    for label, te, tf, me, mf in rows:
-        print(f'| {label} | {te:.3f} | {tf:.3f} | {te / tf:.1f}x | {me:.0f} | {mf:.0f} |')
-    print(f'\nevaluation: {same}/{nq} identical predictions (same weights: 24 finetuning steps, fast path)')
+    if 'peak' in only:
+        print('## matmul peak (GFLOP/s, best of the model\'s shapes)\n')
+        print('| threads | fp32 | bf16 |\n|---:|---:|---:|')
+        for n in sorted({1, all_threads}):
+            r = measure_child('peak', str(n))
+            peak[n] = r
+            print(f'| {n} | {r["fp32"]["peak"]:.1f} | {r["bf16"]["peak"]:.1f} |')
+        print()
+
+    useful = None
+    if 'batches' in only or 'pretrain' in only:
+        b = measure_child('batches', data, '20')
+        attention = b['fast']['attention_pairs'] * 2 * 2 * N_EMBD * N_LAYER * 3  # q.k and att.v, fwd + 2x bwd
+        useful = b['fast']['targets'] * 6 * MATMUL_PARAMS + attention
+        print(f'## a pretraining batch of 128 (course data)\n\nmake_batch: exact {b["exact"]["ms"]:.1f} ms, '
+              f'fast {b["fast"]["ms"]:.1f} ms per step; {b["fast"]["targets"]:.0f} non-pad tokens of '
+              f'{128 * 127}; useful work {useful / 1e9:.1f} GFLOP per step '
+              f'({attention / 1e9:.1f} of it attention)\n')
+
+    rows = []
+    fp = 'bf16' if precision == 'bf16' else 'fp32'
+    if 'pretrain' in only:
+        for variant in ('vanilla', 'synthesizer'):
+            res = {}
+            for mode in ('exact', 'fast'):
+                params = os.path.join(work, f'{variant}.{mode}.params')
+                flags = ['--exact'] if mode == 'exact' else [f'--precision={precision}']
+                seconds, mb, _ = run_py(['--function=pretrain', f'--variant={variant}', *course,
+                                         f'--writing_params_path={params}', f'--max_steps={steps}', *flags], threads)
+                step = statistics.median(steps_of(params + '.log.jsonl')[1:])
+                res[mode] = (seconds, step, mb)
+            (es, et, em), (fs, ft, fm) = res['exact'], res['fast']
+            frac = ''
+            if useful and peak:
+                top = peak[all_threads]
+                frac = (f'{useful / et / 1e9 / top["fp32"]["peak"]:.0%} / '
+                        f'{useful / ft / 1e9 / top[fp]["peak"]:.0%}')
+            rows.append((f'pretrain {steps} steps, {variant}, batch 128 (whole process)', es, fs, em, fm))
+            rows.append((f'  one step, {variant} (median; of peak: exact / fast {frac})', et, ft, None, None))
+    if 'finetune' in only:
+        res = {}
+        for mode in ('exact', 'fast'):
+            params = os.path.join(work, f'ft.{mode}.params')
+            flags = ['--exact'] if mode == 'exact' else [f'--precision={precision}']
+            res[mode] = run_py(['--function=finetune', '--variant=vanilla', *course,
+                                f'--finetune_corpus_path={data}/birth_places_train.tsv',
+                                f'--writing_params_path={params}', '--max_epochs=1', *flags], threads)
+        rows.append(('finetune epoch (2,000 examples, batch 256, whole process)', res['exact'][0], res['fast'][0],
+                     res['exact'][1], res['fast'][1]))
+    if 'eval' in only:
+        questions = os.path.join(work, 'dev.tsv')
+        with open(os.path.join(data, 'birth_dev.tsv'), encoding='utf-8') as f:
+            lines = [l for l in f.read().split('\n') if l.strip()][:nq]
+        with open(questions, 'w', encoding='utf-8') as f:
+            f.write('\n'.join(lines) + '\n')
+        untrained = os.path.join(work, 'untrained.params')
+        subprocess.run([sys.executable, '-c', 'import sys, torch; sys.path.insert(0, "."); '
+                        'from submission import GPT, GPTConfig; torch.manual_seed(0); '
+                        f'torch.save(GPT(GPTConfig(256, 128, n_layer=4, n_head=8, n_embd=256)).state_dict(), '
+                        f'{untrained!r})'], cwd=SRC, check=True, capture_output=True)
+        trained = os.path.join(work, 'trained.params')
+        run_py(['--function=finetune', '--variant=vanilla', *course, f'--finetune_corpus_path={data}/birth_places_train.tsv',
+                f'--writing_params_path={trained}', '--max_steps=24', '--precision=fp32'], threads)
+        for label, params in (('untrained model: every row decodes 32 characters', untrained),
+                              ('finetuned 24 steps: rows stop at their second MASK', trained)):
+            res, preds = {}, {}
+            for mode in ('exact', 'fast'):
+                out = os.path.join(work, f'{mode}.predictions')
+                res[mode] = run_py(['--function=evaluate', '--variant=vanilla', *course,
+                                    f'--reading_params_path={params}', f'--eval_corpus_path={questions}',
+                                    f'--outputs_path={out}', *(['--exact'] if mode == 'exact' else [])], threads)
+                with open(out, encoding='utf-8') as f:
+                    preds[mode] = f.read()
+            same = sum(a == b for a, b in zip(preds['exact'].split('\n'), preds['fast'].split('\n'))) - 1
+            rows.append((f'evaluate {nq} dev questions, {label} ({same}/{nq} identical)', res['exact'][0],
+                         res['fast'][0], res['exact'][1], res['fast'][1]))
+
+    if rows:
+        print('| measurement | exact (s) | fast (s) | speed-up | peak MB exact | peak MB fast |')
+        print('|---|---:|---:|---:|---:|---:|')
+        for label, te, tf, me, mf in rows:
+            mem = f'{me:.0f} | {mf:.0f}' if me is not None else ' | '
+            print(f'| {label} | {te:.3f} | {tf:.3f} | {te / tf:.2f}x | {mem} |')
 
 
 if __name__ == '__main__':
