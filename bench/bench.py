@@ -55,8 +55,13 @@ def cpu_header(threads):
     except OSError:
         pass
     shown = [f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in flags] or ['none of avx2/avx512']
-    return (f'machine: {model}; flags {" ".join(shown)}; {os.cpu_count()} cores; threads {threads}; '
-            f'torch {torch.__version__}; python {platform.python_version()}; {time.strftime("%Y-%m-%d")}')
+    # What torch's kernels and MKL use may be less than the CPU has (e.g. ATEN_CPU_CAPABILITY=avx2
+    # and MKL_ENABLE_INSTRUCTIONS=AVX2 emulate an AVX2-only CPU's instruction set).
+    limits = ''.join(f'; {k}={os.environ[k]}' for k in ('ATEN_CPU_CAPABILITY', 'MKL_ENABLE_INSTRUCTIONS',
+                                                        'ONEDNN_MAX_CPU_ISA') if k in os.environ)
+    return (f'machine: {model}; flags {" ".join(shown)}; torch kernels {torch.backends.cpu.get_cpu_capability()}'
+            f'{limits}; {os.cpu_count()} cores; threads {threads}; torch {torch.__version__}; '
+            f'python {platform.python_version()}; {time.strftime("%Y-%m-%d")}')
 
 
 def timed(cmd, cwd=SRC):

@@ -36,7 +36,7 @@ names = NameDataset(open(tsv, encoding='utf-8').read(), pre)
 conf = GPTConfig(pre.vocab_size, 128, n_layer=2, n_head=4, n_embd=64, exact=mode == 'exact',
                  embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
 model = GPT(conf)
-tc = TrainerConfig(max_epochs=3, batch_size=16, learning_rate=3e-3, lr_decay=True, warmup_tokens=1,
+tc = TrainerConfig(max_epochs=3, batch_size=16, learning_rate=1e-3, lr_decay=True, warmup_tokens=1,
                    final_tokens=10**6)
 options = Options(exact=mode == 'exact', device='cpu', precision='fp32', seed=0, max_steps=steps,
                   progress=False, checkpoint_every=1e9, resume=resume)

@@ -120,3 +120,38 @@ def test_batched_greedy_equals_one_at_a_time_on_dev(pre, synth, world_data):
     fast = evaluate.predict_places(fast_model, qs, pre.stoi, pre.itos, 'cpu')
     assert len(set(slow)) > 50  # varied enough that a wrong position or cache would show
     assert fast == slow
+
+
+def test_prefetched_batches_equal_batches_built_in_line(pre, names):
+    """The background thread (what a GPU run uses) hands out the batches that building them in
+    line gives, in the same order, with the same random state after each; stopped after 7
+    steps and restarted from there with that state, as a resumed run is, it goes on with the
+    same batches. Packed pretraining batches (random) and exact finetuning ones (fixed)."""
+    for ds, exact in ((pre, False), (names, True)):
+        steps = [(e, it, 16, list(range(it * 16, it * 16 + 16)), 1.0) for e in range(2) for it in range(3)]
+        random.seed(3)
+        inline = []
+        for step in steps:
+            x, y, pos = batching.make_batch(ds, step[3], exact)
+            inline.append(((x, y, pos), random.getstate()))
+
+        def same(got, want):
+            (x, y, pos), state = want
+            assert torch.equal(got[3], x) and torch.equal(got[4], y)
+            assert (got[5] is None and pos is None) or torch.equal(got[5], pos)
+            assert got[6] == int((y != 0).sum())
+
+        random.seed(3)
+        first = batching.Prefetcher(ds, iter(steps), exact, 'cpu', background=True)
+        for want in inline[:4]:
+            same(next(first), want)
+        first.close()  # the thread had built further; the stream goes back to after step 4
+        assert random.getstate() == inline[3][1]
+        second = batching.Prefetcher(ds, iter(steps[4:]), exact, 'cpu', background=True)
+        for want in inline[4:]:
+            same(next(second), want)
+            assert second.random_state == want[1]
+        with pytest.raises(StopIteration):
+            next(second)
+        second.close()
+        assert random.getstate() == inline[-1][1]

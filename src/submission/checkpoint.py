@@ -24,8 +24,10 @@ from .files import UsageError, remove_stale_temporaries, save_torch
 FORMAT = 'knowledge-probe-checkpoint/1'
 
 
-def rng_state():
-    state = {'python': random.getstate(), 'torch': torch.get_rng_state()}
+def rng_state(python=None):
+    """Every random state of this process; python: the `random` state to record instead of
+    the current one (the training batches', see batching.Prefetcher)."""
+    state = {'python': python or random.getstate(), 'torch': torch.get_rng_state()}
     if torch.cuda.is_available():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
@@ -55,7 +57,7 @@ class Checkpointer:
 
     def save(self, trainer, epoch, batch):
         """Checkpoint the run, to continue at (epoch, batch); every rank gives its random state."""
-        states = distributed.gather_objects(rng_state())
+        states = distributed.gather_objects(rng_state(trainer.batches.random_state))
         if self.path and distributed.is_main():
             save_torch({
                 'format': FORMAT, 'model': trainer.raw_model.state_dict(),
@@ -131,19 +133,38 @@ def load_params(path):
     return state
 
 
+def variant_of(state):
+    """Which course year's model a state_dict holds, from its keys."""
+    if 'down_block.C' in state:
+        return 'perceiver'
+    if any(k.endswith('attn.rope_cache') for k in state):
+        return 'rope'
+    if any(k.endswith('attn.w1.weight') for k in state):
+        return 'synthesizer'
+    return 'vanilla'
+
+
 def check_params_fit(state, model, path):
-    """One-line explanations for a params file made for another variant or vocabulary."""
+    """One-line explanations for a params file made for another variant, vocabulary,
+    bottleneck or block size."""
     want = model.state_dict()
-    is_synth = any(k.endswith('attn.w1.weight') for k in state)
-    model_synth = any(k.endswith('attn.w1.weight') for k in want)
-    if is_synth != model_synth:
-        made, asked = ('synthesizer', 'vanilla') if is_synth else ('vanilla', 'synthesizer')
+    made, asked = variant_of(state), variant_of(want)
+    if made != asked:
         raise UsageError(f'{path} holds a {made} model but --variant={asked} was asked for; '
-                         f'use --variant={made} or the {asked} params file')
+                         f'use --variant={made} or a {asked} params file')
     if 'tok_emb.weight' in state and state['tok_emb.weight'].shape != want['tok_emb.weight'].shape:
         raise UsageError(f'{path} was trained with a vocabulary of {state["tok_emb.weight"].shape[0]} '
                          f'characters but this pretraining corpus gives {want["tok_emb.weight"].shape[0]}; '
                          f'use the --pretrain_corpus_path the params were trained with')
+    mask = next((k for k in want if k.endswith('attn.mask')), None)
+    if mask in state and state[mask].shape[-1] != want[mask].shape[-1]:
+        raise UsageError(f'{path} was made for a block size of {state[mask].shape[-1]}, but these models have '
+                         f'{want[mask].shape[-1]} (the course\'s); use params made with block size '
+                         f'{want[mask].shape[-1]}')
+    if made == 'perceiver' and state['down_block.C'].shape != want['down_block.C'].shape:
+        slots = state['down_block.C'].shape[1]
+        raise UsageError(f'{path} was trained with --bottleneck_dim={slots}, not {want["down_block.C"].shape[1]}; '
+                         f'pass --bottleneck_dim={slots}')
     missing = sorted(set(want) - set(state))
     unexpected = sorted(set(state) - set(want))
     wrong = [k for k in want if k in state and state[k].shape != want[k].shape]

@@ -41,6 +41,11 @@ def setup(device):
         dist.init_process_group('nccl')
     else:
         dist.init_process_group('gloo')
+    global _votes
+    _votes = dist.new_group(backend='gloo')
+
+
+_votes = None  # a CPU-side group for start_sum: its small sums never touch (or wait for) a GPU
 
 
 def teardown():
@@ -55,6 +60,27 @@ def all_sum(values, device):
     t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def start_sum(values):
+    """Begin summing a few numbers over all ranks, in the background; returns a function
+    that waits for the sums and returns them (as floats)."""
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    if not dist.is_initialized():
+        return t.tolist
+    work = dist.all_reduce(t, group=_votes, async_op=True)
+
+    def result():
+        work.wait()
+        return t.tolist()
+    return result
+
+
+def all_reduce(tensor):
+    """Sum a tensor over all ranks, in place; NCCL queues it on the GPU, so no host waits."""
+    if dist.is_initialized():
+        dist.all_reduce(tensor)
+    return tensor
 
 
 def gather_objects(obj):

@@ -1,0 +1,94 @@
+"""Profile one pretraining step and one evaluation of the fast path with torch.profiler.
+
+Usage:
+    profile_ops.py [--precision=P] [--threads=N] [--variant=V] [--rows=N]
+
+Options:
+    --precision=P   fp32 or bf16 [default: fp32]
+    --threads=N     torch threads (default: torch's own choice)
+    --variant=V     vanilla or synthesizer [default: vanilla]
+    --rows=N        operators to show per table [default: 12]
+
+The step is the real trainer's (helper.pretrain's settings and Options,
+Trainer.optimize: autocast, backward, clipping, AdamW) on a batch of 128
+course documents; the evaluation decodes the 500 dev questions with an
+untrained model (every row decodes all 32 characters, the worst case). Each
+is warmed up once, then profiled; the tables list operators by self CPU time.
+"""
+import inspect
+import os
+import random
+import sys
+import time
+
+import torch
+from docopt import docopt
+from torch.profiler import ProfilerActivity, profile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'src'))
+from submission import evaluate, helper  # noqa: E402
+from submission.batching import make_batch  # noqa: E402
+from submission.dataset import CharCorruptionDataset  # noqa: E402
+from submission.files import course_data_dir  # noqa: E402
+from submission.model import GPTConfig  # noqa: E402
+from submission.options import Options  # noqa: E402
+from submission.trainer import epoch_order  # noqa: E402
+
+
+def table(prof, rows):
+    return prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=rows)
+
+
+def main():
+    args = docopt(__doc__)
+    if args['--threads']:
+        torch.set_num_threads(int(args['--threads']))
+    rows = int(args['--rows'])
+    data = course_data_dir()
+    if data is None:
+        sys.exit('error: profiling needs the course data: put it in src/data (see src/data/README.md)')
+    with open(os.path.join(data, 'wiki.txt'), encoding='utf-8') as f:
+        ds = CharCorruptionDataset(f.read(), 128)
+    random.seed(0)
+    torch.manual_seed(0)
+    mconf = GPTConfig(ds.vocab_size, 128, n_layer=4, n_head=8, n_embd=256, exact=False)
+    init = helper.initialize_synthesizer_model if args['--variant'] == 'synthesizer' else \
+        helper.initialize_vanilla_model
+    model = init(mconf)
+    options = Options(exact=False, device='cpu', precision=args['--precision'], progress=False)
+    _, trainer = helper.pretrain(ds, 128, model, options)
+    trainer.set_up()
+    order = epoch_order(len(ds), 0, 0)
+    by_targets = 'targets' in inspect.signature(trainer.optimize).parameters
+
+    def step(i):
+        x, y, pos = make_batch(ds, order[i * 128:(i + 1) * 128], False)
+        trainer.optimize(x, y, pos, int((y != 0).sum()) if by_targets else 1.0)
+
+    step(0)
+    t0 = time.perf_counter()
+    step(1)
+    plain = time.perf_counter() - t0
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step(2)
+    print(f'## pretraining step ({args["--variant"]}, {args["--precision"]}, {torch.get_num_threads()} threads): '
+          f'{plain:.3f} s unprofiled\n')
+    print(table(prof, rows))
+
+    model.eval()
+    with open(os.path.join(data, 'birth_dev.tsv'), encoding='utf-8') as f:
+        questions = [line.split('\t')[0] for line in f.read().split('\n') if line.strip()]
+    torch.manual_seed(0)
+    untrained = init(mconf)
+    evaluate.predict_places(untrained, questions[:50], ds.stoi, ds.itos, 'cpu')
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        evaluate.predict_places(untrained, questions, ds.stoi, ds.itos, 'cpu')
+    print(f'## evaluation of {len(questions)} dev questions, untrained model: '
+          f'{time.perf_counter() - t0:.3f} s profiled\n')
+    print(table(prof, rows))
+
+
+if __name__ == '__main__':
+    main()
