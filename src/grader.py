@@ -225,8 +225,8 @@ def accuracy_test(predictions_name, answers_name, min_percent=None, min_correct=
         if min_correct is not None:
             require(correct >= min_correct, f'{shown}, need at least {min_correct} correct')
         else:
-            # Integer comparison: 50 of 500 is exactly 10 %.
-            require(100 * correct >= min_percent * total, f'{shown}, need at least {min_percent} %')
+            # Integer comparison, in tenths of a percent: 50 of 500 is exactly 10 %, 14 of 500 2.8 %.
+            require(1000 * correct >= round(10 * min_percent) * total, f'{shown}, need at least {min_percent} %')
         return shown
     return test
 
@@ -450,6 +450,97 @@ def test_1c_2():
     return compare_attention('CausalSelfAttention', dot_product_reference)
 
 
+# ---------------------------------------------------------------- 4: later course years' variants (ours)
+
+PERCEIVER_PARAMS, ROPE_PARAMS = 3_331_584, 3_290_624  # the course run's, vocabulary 256
+
+
+def later_model(initialize, *args):
+    """A course-sized later-year model (vocabulary 256, as the course's wiki.txt gives), in eval mode."""
+    torch.manual_seed(0)
+    config = submission().GPTConfig(256, BLOCK_SIZE, n_layer=4, n_head=8, n_embd=256)
+    return getattr(submission(), initialize)(config, *args).eval()
+
+
+def check_keys(model, want_params, shapes, absent):
+    state = model.state_dict()
+    n = sum(p.numel() for p in model.parameters())
+    require(n == want_params, f'{n:,} parameters, the course\'s model has {want_params:,}')
+    for key, shape in shapes.items():
+        require(key in state, f'state_dict has no {key}')
+        require(tuple(state[key].shape) == shape, f'{key} has shape {tuple(state[key].shape)}, expected {shape}')
+    for key in absent:
+        require(key not in state, f'state_dict should not have {key}')
+    return f'{n:,} parameters'
+
+
+def test_4a_0():
+    model = later_model('initialize_perceiver_model', 32)
+    return check_keys(model, PERCEIVER_PARAMS, {
+        'down_block.C': (1, 32, 256), 'down_block.attn.mask': (1, 1, 128, 128), 'up_block.attn.mask': (1, 1, 128, 128),
+        'blocks.0.attn.mask': (1, 1, 32, 32), 'blocks.1.attn.mask': (1, 1, 32, 32),
+        'down_block.attn.key.weight': (256, 256), 'up_block.mlp.0.weight': (1024, 256), 'head.weight': (256, 256),
+    }, ['blocks.2.attn.mask', 'head.bias'])
+
+
+def test_4a_1():
+    """The bottleneck is causal: changing input t never changes an output before t."""
+    model = later_model('initialize_perceiver_model', 32)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randint(2, 256, (1, 100), generator=generator)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        base = model(x.to(device))[0]
+        for t in (0, 5, 31, 32, 60, 99):
+            changed = x.clone()
+            changed[0, t] = 2 + (int(x[0, t]) - 1) % 254
+            out = model(changed.to(device))[0]
+            require(torch.equal(out[:, :t], base[:, :t]), f'changing input {t} changed an output before {t}')
+            require(not torch.equal(out[:, t], base[:, t]), f'changing input {t} did not change output {t}')
+    return 'inputs 0, 5, 31, 32, 60, 99'
+
+
+def test_4b_0():
+    model = later_model('initialize_rope_model')
+    result = check_keys(model, ROPE_PARAMS, {
+        'blocks.0.attn.rope_cache': (128, 16, 2), 'blocks.3.attn.rope_cache': (128, 16, 2),
+        'blocks.0.attn.mask': (1, 1, 128, 128), 'tok_emb.weight': (256, 256),
+    }, ['pos_emb'])
+    cache = model.state_dict()['blocks.0.attn.rope_cache'].cpu()
+    theta = 10000.0 ** (-torch.arange(0, 32, 2, dtype=torch.float64) / 32)
+    angles = torch.arange(128, dtype=torch.float64)[:, None] * theta
+    want = torch.stack([angles.cos(), angles.sin()], -1).float()
+    require(torch.allclose(cache, want, atol=1e-5), 'rope_cache[t, i] is not (cos t theta_i, sin t theta_i)')
+    return result
+
+
+def rotated(x, positions):
+    sub = submission()
+    cache = sub.precompute_rotary_emb(x.size(-1), 128)
+    return sub.apply_rotary_emb(x, cache[positions])
+
+
+def test_4b_1():
+    """Rotation keeps every vector's length."""
+    x = torch.randn(2, 3, 40, 32, generator=torch.Generator().manual_seed(2))
+    y = submission().apply_rotary_emb(x, submission().precompute_rotary_emb(32, 128))
+    require(tuple(y.shape) == tuple(x.shape), f'apply_rotary_emb changed the shape to {tuple(y.shape)}')
+    require(torch.allclose(y.norm(dim=-1), x.norm(dim=-1), rtol=1e-5), 'the rotation changed vector lengths')
+    require(not torch.allclose(y[..., 1:, :], x[..., 1:, :]), 'positions after 0 were not rotated')
+
+
+def test_4b_2():
+    """q . k after rotation depends only on the distance between their positions."""
+    generator = torch.Generator().manual_seed(3)
+    q, k = torch.randn(50, 32, generator=generator), torch.randn(50, 32, generator=generator)
+    m, n = torch.randint(0, 60, (50,), generator=generator), torch.randint(0, 60, (50,), generator=generator)
+    first = (rotated(q, m) * rotated(k, n)).sum(-1)
+    shifted = (rotated(q, m + 40) * rotated(k, n + 40)).sum(-1)
+    require(torch.allclose(first, shifted, atol=1e-4), 'q.k changed when both positions moved by 40')
+    moved = (rotated(q, m + 1) * rotated(k, n)).sum(-1)
+    require(not torch.allclose(first, moved, atol=1e-4), 'q.k does not depend on the positions at all')
+
+
 # ---------------------------------------------------------------- registration
 
 grader = graderUtil.Grader()
@@ -477,6 +568,20 @@ add('1g-1-hidden', accuracy_test('synthesizer.pretrain.dev.predictions', 'birth_
 add('1g-2-hidden', accuracy_test('synthesizer.pretrain.test.predictions', 'birth_test.tsv', min_percent=4),
     'synthesizer pretrained: test accuracy >= 4 %')
 add('1g-3-hidden', test_1g_3, 'SynthesizerAttention equals the handout formula', max_seconds=15)
+# Later course years (ours): the perceiver's bottleneck and rotary embeddings, and their pass marks.
+add('4a-0-extra', test_4a_0, 'perceiver: the course\'s keys, shapes and 3,331,584 parameters')
+add('4a-1-extra', test_4a_1, 'perceiver: the bottleneck is causal (input t never changes outputs before t)')
+add('4a-2-extra', accuracy_test('perceiver.pretrain.dev.predictions', 'birth_dev.tsv', min_percent=2.8),
+    'perceiver pretrained: dev accuracy >= 2.8 %')
+add('4a-3-extra', accuracy_test('perceiver.pretrain.test.predictions', 'birth_test.tsv', min_percent=2.5),
+    'perceiver pretrained: test accuracy >= 2.5 %')
+add('4b-0-extra', test_4b_0, 'rope: the course\'s keys, shapes, rotary table and 3,290,624 parameters')
+add('4b-1-extra', test_4b_1, 'rope: the rotation keeps vector lengths')
+add('4b-2-extra', test_4b_2, 'rope: q.k depends only on the distance between positions')
+add('4b-3-extra', accuracy_test('rope.pretrain.dev.predictions', 'birth_dev.tsv', min_percent=2.2),
+    'rope pretrained: dev accuracy >= 2.2 %')
+add('4b-4-extra', accuracy_test('rope.pretrain.test.predictions', 'birth_test.tsv', min_percent=1.6),
+    'rope pretrained: test accuracy >= 1.6 %')
 
 if __name__ == '__main__':
     try:

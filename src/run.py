@@ -11,7 +11,7 @@ An option the function does not use is refused.
 
 Course options:
     --function=FUNCTION             pretrain, finetune or evaluate (ours: report, london_baseline)
-    --variant=VARIANT               vanilla or synthesizer
+    --variant=VARIANT               vanilla or synthesizer (later course years: perceiver, rope)
     --pretrain_corpus_path=FILE     the pretraining corpus; the vocabulary always comes from it
     --writing_params_path=FILE      where training writes the model's params
     --finetune_corpus_path=FILE     question<TAB>answer lines to finetune on
@@ -20,6 +20,7 @@ Course options:
     --outputs_path=FILE             where evaluation writes one prediction per line
 
 Our options:
+    --bottleneck_dim=M              perceiver: the bottleneck's number of slots (default 32)
     --max_epochs=N                  override the course's number of epochs (smoke tests)
     --max_steps=N                   stop after N optimizer steps
     --seed=N                        seed for every source of randomness (default 0)
@@ -45,13 +46,13 @@ from submission import distributed, evaluate, files, options, utils
 from submission.checkpoint import check_params_fit, load_params
 from submission.dataset import MASK_CHAR, PAD_CHAR, CharCorruptionDataset
 from submission.files import UsageError
-from submission.helper import (finetune, initialize_synthesizer_model, initialize_vanilla_model,
-                               pretrain, train)
+from submission.helper import (finetune, initialize_perceiver_model, initialize_rope_model,
+                               initialize_synthesizer_model, initialize_vanilla_model, pretrain, train)
 from submission.model import GPTConfig
 from submission.trainer import Interrupted
 
 # Keep the block size fixed at 128 for this assignment
-BLOCK_SIZE = 128
+BLOCK_SIZE = options.BLOCK_SIZE
 
 
 def parse(argv=None):
@@ -221,8 +222,12 @@ def main(argv=None):
                       n_layer=4, n_head=8, n_embd=256, exact=o.exact)
     if o.variant == 'vanilla':
         model = initialize_vanilla_model(mconf)
-    else:
+    elif o.variant == 'synthesizer':
         model = initialize_synthesizer_model(mconf)
+    elif o.variant == 'perceiver':
+        model = initialize_perceiver_model(mconf, o.bottleneck_dim)
+    else:
+        model = initialize_rope_model(mconf)
 
     if o.function == 'evaluate':
         run_evaluate(o, pretrain_dataset, model, eval_lines)

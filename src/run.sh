@@ -1,6 +1,7 @@
 #!/bin/bash
-# The course's commands, spelled as in the handout, plus the project's own
-# (demo, london_baseline, report). Anything after the command goes to run.py,
+# The course's commands, spelled as in the handout, the later course years'
+# perceiver_* and rope_* commands, and the project's own (demo, london_baseline,
+# report). Anything after the command goes to run.py,
 # e.g. ./run.sh vanilla_pretrain --max_epochs=2. Training commands resume
 # from their checkpoint when one exists; exec hands signals (Ctrl-C, kill) straight
 # to Python so an interrupted run checkpoints. NPROC=N runs through torchrun on N
@@ -48,6 +49,22 @@ synthesizer_eval_dev_with_pretrain)
     exec "${RUN[@]}" --function=evaluate --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/synthesizer.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/synthesizer.pretrain.dev.predictions "$@" ;;
 synthesizer_eval_test_with_pretrain)
     exec "${RUN[@]}" --function=evaluate --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/synthesizer.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/synthesizer.pretrain.test.predictions "$@" ;;
+perceiver_pretrain)
+    exec "${RUN[@]}" --function=pretrain --variant=perceiver --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/perceiver.pretrain.params --resume "$@" ;;
+perceiver_finetune_with_pretrain)
+    exec "${RUN[@]}" --function=finetune --variant=perceiver --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/perceiver.pretrain.params --writing_params_path=$S/perceiver.finetune.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
+perceiver_eval_dev_with_pretrain)
+    exec "${RUN[@]}" --function=evaluate --variant=perceiver --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/perceiver.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/perceiver.pretrain.dev.predictions "$@" ;;
+perceiver_eval_test_with_pretrain)
+    exec "${RUN[@]}" --function=evaluate --variant=perceiver --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/perceiver.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/perceiver.pretrain.test.predictions "$@" ;;
+rope_pretrain)
+    exec "${RUN[@]}" --function=pretrain --variant=rope --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/rope.pretrain.params --resume "$@" ;;
+rope_finetune_with_pretrain)
+    exec "${RUN[@]}" --function=finetune --variant=rope --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/rope.pretrain.params --writing_params_path=$S/rope.finetune.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
+rope_eval_dev_with_pretrain)
+    exec "${RUN[@]}" --function=evaluate --variant=rope --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/rope.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/rope.pretrain.dev.predictions "$@" ;;
+rope_eval_test_with_pretrain)
+    exec "${RUN[@]}" --function=evaluate --variant=rope --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/rope.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/rope.pretrain.test.predictions "$@" ;;
 london_baseline)
     exec "$PY" run.py --function=london_baseline --eval_corpus_path=$D/birth_dev.tsv "$@" ;;
 report)
@@ -60,6 +77,8 @@ demo)
     echo "  vanilla_finetune_without_pretrain vanilla_eval_dev_without_pretrain vanilla_eval_test_without_pretrain" >&2
     echo "  vanilla_pretrain vanilla_finetune_with_pretrain vanilla_eval_dev_with_pretrain vanilla_eval_test_with_pretrain" >&2
     echo "  synthesizer_pretrain synthesizer_finetune_with_pretrain synthesizer_eval_dev_with_pretrain synthesizer_eval_test_with_pretrain" >&2
+    echo "  later course years: perceiver_pretrain perceiver_finetune_with_pretrain perceiver_eval_dev_with_pretrain perceiver_eval_test_with_pretrain" >&2
+    echo "  rope_pretrain rope_finetune_with_pretrain rope_eval_dev_with_pretrain rope_eval_test_with_pretrain" >&2
     echo "  demo london_baseline report" >&2
     exit 2 ;;
 esac

@@ -88,7 +88,7 @@ def bad(src_copy, args, *needles):
 def test_bad_function_and_variant(src_copy):
     bad(src_copy, ['--function=pretrian', '--variant=vanilla', *COURSE], 'pretrian', 'pretrain, finetune')
     bad(src_copy, ['--function=pretrain', '--variant=vanila', *COURSE,
-                   '--writing_params_path=x.params'], 'vanila', 'vanilla or synthesizer')
+                   '--writing_params_path=x.params'], 'vanila', 'vanilla, synthesizer, perceiver or rope')
     bad(src_copy, ['--function=pretrain', '--variant=vanilla', *COURSE, '--writing_params_path=x',
                    '--bogus=1'], 'unrecognised')
     bad(src_copy, ['--function=pretrain', '--variant=vanilla', *COURSE, '--writing_params_path=x',

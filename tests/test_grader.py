@@ -17,7 +17,10 @@ from conftest import ROOT, SRC, copy_src, read
 
 STRUCTURAL = ('1c-0-hidden', '1c-1-basic', '1c-2-extra', '1e-0-basic', '1e-1-basic', '1e-2-basic', '1e-3-basic',
               '1f-0-basic', '1f-3-extra', '1g-0-basic', '1g-3-hidden')
-ACCURACY = ('1d-0-hidden', '1d-1-hidden', '1f-1-hidden', '1f-2-hidden', '1g-1-hidden', '1g-2-hidden')
+# The later course years' variants: checks of code that need no course data.
+LATER = ('4a-0-extra', '4a-1-extra', '4b-0-extra', '4b-1-extra', '4b-2-extra')
+ACCURACY = ('1d-0-hidden', '1d-1-hidden', '1f-1-hidden', '1f-2-hidden', '1g-1-hidden', '1g-2-hidden',
+            '4a-2-extra', '4a-3-extra', '4b-3-extra', '4b-4-extra')
 # The course's test ids and points, synthesizer year (SPEC section 10).
 COURSE_POINTS = {
     '1a-sample': 0, '1b-sample': 0, '1c-0-hidden': 2, '1c-1-basic': 2, '1d-0-hidden': 2, '1d-1-hidden': 4,
@@ -67,8 +70,8 @@ def write_predictions(path, gold, n_correct):
 def test_structural_tests_pass_in_src(course_data):
     run = grade(SRC)
     found = results(run.stdout)
-    assert set(found) == set(STRUCTURAL + ACCURACY), run.stdout + run.stderr
-    for test_id in STRUCTURAL:
+    assert set(found) == set(STRUCTURAL + LATER + ACCURACY), run.stdout + run.stderr
+    for test_id in STRUCTURAL + LATER:
         assert found[test_id][0] == 'PASS', run.stdout
     assert re.search(r'^Total: \d+/\d+ points$', run.stdout, re.M), run.stdout
     for test_id, (_, _, most) in found.items():  # the course's points for the course's tests
@@ -131,11 +134,11 @@ def test_grader_finishes_on_a_fresh_machine(tmp_path):
     run = grade(copy)
     found = results(run.stdout)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert set(found) == set(STRUCTURAL + ACCURACY), run.stdout
+    assert set(found) == set(STRUCTURAL + LATER + ACCURACY), run.stdout
     for test_id in ('1c-0-hidden', '1c-1-basic', '1f-0-basic', '1f-3-extra', '1g-0-basic') + ACCURACY:
         assert found[test_id][:2] == ('NOT RUN', 0), run.stdout
     assert 'NOT RUN: data/wiki.txt missing (put the course data in src/data' in run.stdout
-    for test_id in ('1e-0-basic', '1e-1-basic', '1e-2-basic', '1e-3-basic', '1c-2-extra', '1g-3-hidden'):
+    for test_id in ('1e-0-basic', '1e-1-basic', '1e-2-basic', '1e-3-basic', '1c-2-extra', '1g-3-hidden') + LATER:
         assert found[test_id][0] == 'PASS', run.stdout  # they need no course data
     assert re.search(r'^Total: \d+/\d+ points$', run.stdout, re.M)
 

@@ -1,13 +1,23 @@
-"""Attention: the course's dot-product CausalSelfAttention and SynthesizerAttention.
+"""Attention: the course's attention modules of every year, exact and fast.
 
-Both modules keep the course's parameter names, shapes and buffers, so their
+* CausalSelfAttention: dot-product attention; with config.rope (2024-25 course
+  years) its queries and keys are rotated by their positions
+  (`precompute_rotary_emb`, `apply_rotary_emb`).
+* SynthesizerAttention: the dense Synthesizer (the synthesizer year).
+* CausalCrossAttention: queries from one sequence, keys and values from
+  another, as the Perceiver-style bottleneck uses (the perceiver year).
+
+Every module keeps its course's parameter names, shapes and buffers, so
 state_dicts load into plain course code and back. Each splits its work in two:
-`heads()` makes per-head queries, keys, values and an additive key bias, and
-`attend()` mixes them. That split lets one piece of math serve three callers:
+making per-head queries, keys, values (and an additive key bias), and
+`attend()`, which mixes them. That split lets one piece of math serve three
+callers:
 
 * the exact course computation (explicit scores, masked_fill, softmax, dropout),
-* the fast path (torch's fused scaled_dot_product_attention), and
-* cached decoding (evaluate.py): a `LayerCache` keeps each layer's keys and
+* the fast path: torch's fused scaled_dot_product_attention, except when
+  training on a CPU, whose fused kernel has no dropout; there the plain formula
+  with a cheaper dropout sampler (`dropout()`), and
+* cached decoding (evaluate.py): a `LayerCache` keeps a layer's keys and
   values, and each step adds one position per row.
 
 The synthesizer fits the same mould: its score for query i and key j is
@@ -22,23 +32,68 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+# ---------------------------------------------------------------- dropout
+
+def dropout(x, p, training=True):
+    """F.dropout for the fast path, with a cheaper sampler on CPUs.
+
+    There torch's Bernoulli sampler costs more than the rest of dropout; here
+    each element takes 16 random bits (four per 64-bit draw) and is dropped
+    when they fall below round(p * 2^16), so with probability p to within
+    2^-17 (0.1000061 for the course's 0.1), at a third of the sampler's cost.
+    Elsewhere (GPUs) torch's own fused dropout.
+    """
+    if not training or p == 0:
+        return x
+    if x.device.type != 'cpu':
+        return F.dropout(x, p, training=True)
+    return torch.where(keep_mask(x, p), x, 0.0) * (1.0 / (1.0 - p))
+
+
+def keep_mask(x, p):
+    """A bool tensor like x, True (keep) with probability 1 - p."""
+    n = x.numel()
+    bits = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 3) // 4,), dtype=torch.int64).view(torch.int16)
+    return bits[:n].view(x.shape) >= round(p * 2 ** 16) - 2 ** 15
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout that samples with `dropout()`: the fast path's dropout layers."""
+
+    def forward(self, x):
+        return dropout(x, self.p, self.training)
+
+
+def dropout_layer(config, p):
+    """The course's nn.Dropout, or the fast path's cheaper one."""
+    return nn.Dropout(p) if getattr(config, 'exact', True) else Dropout(p)
+
+
+# ---------------------------------------------------------------- the shared math
+
 def attend(q, k, v, bias, mask, scale, dropout_p, exact):
     """softmax(q k^T * scale + bias, masked) v, for (B, h, T, d) heads.
 
-    bias: None or additive (B or 1, 1, 1, T) per-key scores; mask: bool
-    (B or 1, 1, T, T), True where a query may look at a key.
+    q, k, v may have batch 1 where the others have B (broadcast). bias: None or
+    additive (B or 1, 1, 1, Tk) per-key scores; mask: bool (B or 1, 1, Tq, Tk),
+    True where a query may look at a key.
     """
-    if exact:
+    if exact or (dropout_p > 0 and q.device.type == 'cpu'):
+        # The plain formula: the course's computation, and the fast path's
+        # training on CPUs, whose fused kernel has no dropout.
         att = (q @ k.transpose(-2, -1)) * scale
         if bias is not None:
             att = att + bias
         # -1e10 as in the course; exp() of it is exactly 0 either way.
         att = att.masked_fill(~mask, -1e10)
         att = F.softmax(att, dim=-1)
-        att = F.dropout(att, dropout_p, training=dropout_p > 0)
-        return att @ v
-    B, h, T, _ = q.shape
-    k = k.expand(B, h, -1, -1)
+        if exact:
+            att = F.dropout(att, dropout_p, training=dropout_p > 0)
+            return att @ v
+        # Dropout's 1/(1-p) applied to the output, which is smaller than the weights.
+        return (torch.where(keep_mask(att, dropout_p), att, 0.0) @ v) * (1.0 / (1.0 - dropout_p))
+    B, h, T = max(q.size(0), k.size(0)), q.size(1), q.size(2)
+    q, k, v = q.expand(B, h, -1, -1), k.expand(B, h, -1, -1), v.expand(B, h, -1, -1)
     if bias is not None:
         # Fold the per-key bias into the dot product: [q, 1] . [k_j, bias_j / scale]
         # = q . k_j + bias_j / scale, so SDPA needs only the boolean mask and
@@ -46,37 +101,46 @@ def attend(q, k, v, bias, mask, scale, dropout_p, exact):
         q = torch.cat([q, q.new_ones(B, h, T, 1)], dim=-1)
         col = (bias / scale).transpose(-2, -1).expand(B, h, -1, -1).to(k.dtype)
         k = torch.cat([k, col], dim=-1)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                          dropout_p=dropout_p, scale=scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
+
+
+def mix(module, q, k, v, bias, mask, scale, exact):
+    """attend(), then heads side by side, the output projection and residual dropout."""
+    p = module.attn_drop.p if module.training else 0.0
+    y = attend(q, k, v, bias, mask, scale, p, exact)
+    B, h, T, d = y.shape
+    return module.resid_drop(module.proj(y.transpose(1, 2).contiguous().view(B, T, h * d)))
 
 
 def self_attention(module, x, mask, pos, cache=None):
-    """The forward pass both attention modules share: heads, attend, project."""
-    B, T, C = x.size()
+    """The forward pass of both self-attention modules: heads, attend, project."""
+    T = x.size(1)
     q, k, v, bias, scale = module.heads(x, pos)
     exact = module.exact
     if cache is not None:
-        k, v, bias, mask = cache.extend(k, v, bias, pos)
-        # The plain formula here: on the cache's strided slices the fused kernel
-        # would first copy them, which costs more than it saves for one query.
-        exact = True
+        k, v, bias = cache.extend(k, v, bias, pos)
+        exact = True  # the plain formula: for a query or two a row, the fused kernel saves nothing
     elif mask is None:
         mask = module.mask[:, :, :T, :T] != 0
-    p = module.attn_drop.p if module.training else 0.0
-    y = attend(q, k, v, bias, mask, scale, p, exact)
-    y = y.transpose(1, 2).contiguous().view(B, T, C)
-    return module.resid_drop(module.proj(y))
+    return mix(module, q, k, v, bias, mask, scale, exact)
+
+
+def split_heads(t, n_head):
+    """(B, T, C) -> (B, n_head, T, C / n_head)."""
+    B, T, C = t.size()
+    return t.view(B, T, n_head, C // n_head).transpose(1, 2)
 
 
 class LayerCache:
-    """One layer's keys, values and key bias for decoding B rows, each up to `size` positions.
+    """One layer's keys, values (and key bias) for decoding B rows, slot p holding position p.
 
-    A call either fills positions 0..t-1 of every row (the prompt), or adds one
-    position per row, each row at its own position (pos, shape (B, 1)). It
-    returns the cached keys, values and bias up to the furthest position, and
-    the mask that lets each query see its own row's positions up to its own.
-    Short rows' padding in the prompt is cached too but masked out, then
-    overwritten as those rows decode.
+    A call either fills positions 0..t-1 of every row (the prompts, left-aligned;
+    a short row's padding is cached too, never attended, and overwritten as that
+    row decodes), or adds one position per row, each at its own (pos, shape
+    (B, 1)). It returns the whole buffers: exactly `size` slots, attended over
+    in full under the caller's mask, so the batched matmuls read contiguous
+    memory (a slice of a longer buffer would first be copied, at more than the
+    attention's own cost on CPUs).
     """
 
     def __init__(self, size):
@@ -100,17 +164,44 @@ class LayerCache:
             self.k[rows, :, at], self.v[rows, :, at] = k[:, :, 0], v[:, :, 0]
             if bias is not None:
                 self.bias[rows, 0, 0, at] = bias[:, 0, 0, 0]
-        S = int(pos.max()) + 1
-        mask = torch.arange(S, device=pos.device).view(1, 1, 1, S) <= pos.view(B, 1, t, 1)
-        return self.k[:, :, :S], self.v[:, :, :S], None if bias is None else self.bias[..., :S], mask
+        return self.k, self.v, self.bias
 
 
 def causal_mask(T, device):
     return torch.ones(T, T, dtype=torch.bool, device=device).tril_().view(1, 1, T, T)
 
 
+# ---------------------------------------------------------------- rotary embeddings
+
+def precompute_rotary_emb(dim, max_positions):
+    """(max_positions, dim/2, 2): cache[t, i] = (cos t*theta_i, sin t*theta_i), theta_i = 10000^(-2i/dim)."""
+    theta = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    angles = torch.arange(max_positions, dtype=torch.float32)[:, None] * theta[None, :]
+    return torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def apply_rotary_emb(x, rope_cache):
+    """Rotate adjacent pairs (x0, x1), (x2, x3), ... of x (..., T, dim) by their position's angles.
+
+    rope_cache: the course's (max_positions, dim/2, 2), cut here to the T positions
+    0..T-1; or already picked per token, (..., T, dim/2, 2) (packed rows and
+    decoding, where each token has its own position). The course writes this as
+    a complex product; these are its real and imaginary parts, which also run
+    in bf16.
+    """
+    if rope_cache.dim() == 3:
+        rope_cache = rope_cache[:x.size(-2)]
+    pairs = x.unflatten(-1, (-1, 2))
+    cos, sin = rope_cache[..., 0].to(x.dtype), rope_cache[..., 1].to(x.dtype)
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
+
+
+# ---------------------------------------------------------------- the modules
+
 class CausalSelfAttention(nn.Module):
-    """Multi-head masked self-attention with a projection at the end (course names)."""
+    """Multi-head masked self-attention with a projection at the end (course names);
+    with config.rope, queries and keys rotated by position (rotary embeddings)."""
 
     def __init__(self, config):
         super().__init__()
@@ -118,9 +209,15 @@ class CausalSelfAttention(nn.Module):
         self.key = nn.Linear(config.n_embd, config.n_embd)
         self.query = nn.Linear(config.n_embd, config.n_embd)
         self.value = nn.Linear(config.n_embd, config.n_embd)
-        self.attn_drop = nn.Dropout(config.attn_pdrop)
-        self.resid_drop = nn.Dropout(config.resid_pdrop)
+        self.attn_drop = dropout_layer(config, config.attn_pdrop)
+        self.resid_drop = dropout_layer(config, config.resid_pdrop)
         self.proj = nn.Linear(config.n_embd, config.n_embd)
+        self.rope = getattr(config, 'rope', False)
+        if self.rope:
+            # Persistent, registered before the mask, as in the course's rope year.
+            head_size = config.n_embd // config.n_head
+            assert head_size % 2 == 0, 'rotary embeddings need an even head size'
+            self.register_buffer("rope_cache", precompute_rotary_emb(head_size, config.block_size))
         # Persistent, as in the course: it is part of the saved state_dict.
         self.register_buffer("mask", torch.tril(torch.ones(config.block_size, config.block_size))
                              .view(1, 1, config.block_size, config.block_size))
@@ -128,9 +225,21 @@ class CausalSelfAttention(nn.Module):
         self.exact = getattr(config, "exact", True)
 
     def heads(self, x, pos):
-        B, T, C = x.size()
-        split = lambda t: t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        k, q, v = split(self.key(x)), split(self.query(x)), split(self.value(x))
+        C = x.size(-1)
+        if self.exact:
+            k, q, v = self.key(x), self.query(x), self.value(x)
+        else:
+            # One matmul for the three projections: a wider one runs closer to the
+            # machine's peak. The weights stay the course's three Linears.
+            w = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+            b = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+            q, k, v = F.linear(x, w, b).split(C, dim=-1)
+        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))
+        if self.rope:
+            # Each token is rotated by its own position: restarting per example in
+            # packed rows, and the row's position when decoding.
+            angles = self.rope_cache if pos is None else self.rope_cache[pos].unsqueeze(1)
+            q, k = apply_rotary_emb(q, angles), apply_rotary_emb(k, angles)
         return q, k, v, None, 1.0 / math.sqrt(k.size(-1))
 
     def forward(self, x, layer_past=None, mask=None, pos=None, cache=None):
@@ -154,8 +263,8 @@ class SynthesizerAttention(nn.Module):
         self.b2 = nn.Parameter(torch.zeros(config.block_size - 1))
         self.value = nn.Linear(config.n_embd, config.n_embd)
         self.proj = nn.Linear(config.n_embd, config.n_embd)
-        self.attn_drop = nn.Dropout(config.attn_pdrop)
-        self.resid_drop = nn.Dropout(config.resid_pdrop)
+        self.attn_drop = dropout_layer(config, config.attn_pdrop)
+        self.resid_drop = dropout_layer(config, config.resid_pdrop)
         self.register_buffer("mask", torch.tril(torch.ones(config.block_size, config.block_size))
                              .view(1, 1, config.block_size, config.block_size))
         self.n_head = config.n_head
@@ -166,9 +275,12 @@ class SynthesizerAttention(nn.Module):
     def heads(self, x, pos):
         B, T, C = x.size()
         assert T <= self.block_size - 1, "synthesizer attention needs T <= block_size - 1"
-        split = lambda t: t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        q = F.relu(split(self.w1(x)))
-        v = split(self.value(x))
+        if self.exact:
+            a, v = self.w1(x), self.value(x)
+        else:  # one matmul for both projections, as in CausalSelfAttention.heads
+            w = torch.cat([self.w1.weight, self.value.weight])
+            a, v = F.linear(x, w, torch.cat([self.w1.bias, self.value.bias])).split(C, dim=-1)
+        q, v = F.relu(split_heads(a, self.n_head)), split_heads(v, self.n_head)
         if pos is None:
             k = self.w2[:, :T].t().view(1, 1, T, -1)
             bias = self.b2[:T].view(1, 1, 1, T)
@@ -181,3 +293,42 @@ class SynthesizerAttention(nn.Module):
     def forward(self, x, layer_past=None, mask=None, pos=None, cache=None):
         # layer_past: course contract, unused (decoding uses `cache`)
         return self_attention(self, x, mask, pos, cache)
+
+
+class CausalCrossAttention(nn.Module):
+    """Queries from x_q, keys and values from x_kv (the perceiver year's bottleneck).
+
+    Query i may look at keys 0..i: the course's (1, 1, block, block) tril mask,
+    cut to [:Tq, :Tk]. x_q may have batch 1 (the bottleneck's learned basis) where
+    x_kv has B.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0
+        self.key = nn.Linear(config.n_embd, config.n_embd)
+        self.query = nn.Linear(config.n_embd, config.n_embd)
+        self.value = nn.Linear(config.n_embd, config.n_embd)
+        self.attn_drop = dropout_layer(config, config.attn_pdrop)
+        self.resid_drop = dropout_layer(config, config.resid_pdrop)
+        self.proj = nn.Linear(config.n_embd, config.n_embd)
+        self.register_buffer("mask", torch.tril(torch.ones(config.block_size, config.block_size))
+                             .view(1, 1, config.block_size, config.block_size))
+        self.n_head = config.n_head
+        self.exact = getattr(config, "exact", True)
+
+    def keys_values(self, x_kv):
+        return split_heads(self.key(x_kv), self.n_head), split_heads(self.value(x_kv), self.n_head)
+
+    def queries(self, x_q):
+        return split_heads(self.query(x_q), self.n_head)
+
+    def attend(self, q, k, v, mask):
+        """attend() with the course's scaling, projected; the caller's mask, or the course's."""
+        if mask is None:
+            mask = self.mask[:, :, :q.size(2), :k.size(2)] != 0
+        return mix(self, q, k, v, None, mask, 1.0 / math.sqrt(k.size(-1)), self.exact)
+
+    def forward(self, x_kv, x_q):
+        k, v = self.keys_values(x_kv)
+        return self.attend(self.queries(x_q), k, v, None)

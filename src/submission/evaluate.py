@@ -42,8 +42,8 @@ def predict_batch(model, prompts, itos, device, steps=STEPS):
     x = torch.zeros(B, L, dtype=torch.long, device=device)
     for r, p in enumerate(prompts):
         x[r, :len(p)] = torch.tensor(p)
-    cache = model.new_cache()
-    # The prompt: every row from position 0 (a short row's padding is masked out).
+    # Room for the prompts and every step but the last, whose character is not fed back.
+    cache = model.new_cache(L + steps - 1)
     logits, _ = model(x, pos=torch.arange(L, device=device).expand(B, L), cache=cache)
     nxt = logits[torch.arange(B, device=device), lens - 1].argmax(-1)
     out = [nxt]
@@ -59,7 +59,7 @@ def predict_batch(model, prompts, itos, device, steps=STEPS):
     return [''.join(itos[i] for i in g).split(MASK_CHAR)[0] for g in generated]
 
 
-def predict_places(model, questions, stoi, itos, device, exact=False, batch_size=256):
+def predict_places(model, questions, stoi, itos, device, exact=False, batch_size=128):
     """One prediction per question (questions without their MASK; characters outside
     the vocabulary must already be dropped)."""
     prompts = [[stoi[c] for c in q] + [stoi[MASK_CHAR]] for q in questions]

@@ -1,4 +1,5 @@
-"""Helper: the course's model builders and training settings (parts c, f and g of the handout).
+"""Helper: the course's model builders and training settings (parts c, f and g of the handout),
+and the later course years' builders, initialize_perceiver_model and initialize_rope_model.
 
 finetune() and pretrain() return (tconf, trainer) without training, as the
 course grader expects; train() trains and writes the params file. Each keeps
@@ -22,7 +23,7 @@ device = default_device()  # where the course builds its models: the GPU when th
 def initialize_vanilla_model(mconf):
     attention_model = None
     ### [part c]: Make some model here
-    mconf.synthesizer = False
+    mconf.synthesizer, mconf.perceiver, mconf.rope = False, False, False
     attention_model = GPT(mconf).to(device)
     return attention_model
 
@@ -30,7 +31,24 @@ def initialize_vanilla_model(mconf):
 def initialize_synthesizer_model(mconf):
     attention_model = None
     ### [part g]: Make some other model here
-    mconf.synthesizer = True
+    mconf.synthesizer, mconf.perceiver, mconf.rope = True, False, False
+    attention_model = GPT(mconf).to(device)
+    return attention_model
+
+
+def initialize_perceiver_model(mconf, bottleneck_dim=32):
+    attention_model = None
+    ### the perceiver years' model: a bottleneck of bottleneck_dim slots
+    mconf.synthesizer, mconf.perceiver, mconf.rope = False, True, False
+    mconf.bottleneck_dim = bottleneck_dim
+    attention_model = GPT(mconf).to(device)
+    return attention_model
+
+
+def initialize_rope_model(mconf):
+    attention_model = None
+    ### the rope years' model: rotary position embeddings
+    mconf.synthesizer, mconf.perceiver, mconf.rope = False, False, True
     attention_model = GPT(mconf).to(device)
     return attention_model
 

@@ -1,19 +1,29 @@
-"""Model: the course's GPT (minGPT) with GPTConfig, Block and GPT.
+"""Model: the course's GPT (minGPT) with GPTConfig, Block and GPT, in every course year's variant.
 
-Parameter names, shapes and initialisation follow the course exactly, so a
-params file written here loads into plain course code and back. Two options of
-our own, both off by default so that course code and the grader see the course
-computation:
+* vanilla (CausalSelfAttention) and synthesizer (SynthesizerAttention) blocks;
+* perceiver (the 2023-24 course years): the input is squeezed into
+  `bottleneck_dim` learned slots (DownProjectBlock), the middle blocks run on
+  the slots, and UpProjectBlock brings them back to every position;
+* rope (from 2024-25): no position embedding; queries and keys are rotated by
+  their positions in every layer.
+
+Parameter names, shapes and initialisation follow each year's course exactly,
+so a params file written here loads into plain course code and back. Options
+of our own, all off by default so that course code and the grader see the
+course computation:
 
 * GPTConfig(exact=False) makes attention use torch's fused kernel.
 * GPT.forward(idx, targets, pos=...) takes packed rows: several examples per
   row, `pos` giving each token's position inside its own example (restarting
   at 0). Tokens then attend only within their example, and the position
-  embedding is looked up per token, so every example sees exactly what it
-  would see alone in its own row (see batching.py).
-* GPT.forward(idx, pos=..., cache=GPT.new_cache()) decodes: each layer keeps
-  its keys and values, and each call adds the given positions (the prompt,
-  then one character per row at that row's own position; see evaluate.py).
+  (embedding or rotation) is each token's own, so every example sees exactly
+  what it would see alone in its own row (see batching.py). The perceiver
+  cannot pack: its slots summarise a whole row, so examples sharing a row
+  would share slots; its fast path trims rows instead (batching.py).
+* GPT.forward(idx, pos=..., cache=GPT.new_cache(size)) decodes: each layer
+  keeps its keys and values, and each call adds the given positions (the
+  prompts, then one character per row, each at its own position; see
+  evaluate.py). The perceiver keeps three kinds (see `PerceiverCache`).
 """
 import torch
 import torch.nn as nn
@@ -28,6 +38,9 @@ class GPTConfig:
     resid_pdrop = 0.1
     attn_pdrop = 0.1
     synthesizer = False
+    perceiver = False    # later course years: the bottleneck ...
+    bottleneck_dim = None  # ... of this many slots
+    rope = False         # later course years: rotary embeddings
     exact = True  # ours: False uses torch's fused attention (same math, other rounding)
 
     def __init__(self, vocab_size, block_size, **kwargs):
@@ -35,6 +48,16 @@ class GPTConfig:
         self.block_size = block_size
         for k, v in kwargs.items():
             setattr(self, k, v)
+
+
+def mlp(config):
+    """Linear 4x, GELU, Linear, Dropout: the course's mlp (keys mlp.0, mlp.2)."""
+    return nn.Sequential(
+        nn.Linear(config.n_embd, 4 * config.n_embd),
+        nn.GELU(),
+        nn.Linear(4 * config.n_embd, config.n_embd),
+        attention.dropout_layer(config, config.resid_pdrop),
+    )
 
 
 class Block(nn.Module):
@@ -48,17 +71,79 @@ class Block(nn.Module):
             self.attn = attention.SynthesizerAttention(config)
         else:
             self.attn = attention.CausalSelfAttention(config)
-        self.mlp = nn.Sequential(
-            nn.Linear(config.n_embd, 4 * config.n_embd),
-            nn.GELU(),
-            nn.Linear(4 * config.n_embd, config.n_embd),
-            nn.Dropout(config.resid_pdrop),
-        )
+        self.mlp = mlp(config)
 
     def forward(self, x, mask=None, pos=None, cache=None):
         x = x + self.attn(self.ln1(x), mask=mask, pos=pos, cache=cache)
         x = x + self.mlp(self.ln2(x))
         return x
+
+
+class DownProjectBlock(nn.Module):
+    """The input squeezed into bottleneck_dim slots: z = C + attn(x_kv=X, x_q=ln1(C)), then the mlp.
+
+    C is a learned basis, one row per slot. Slot j attends to input positions
+    0..j, so inputs at positions >= bottleneck_dim are never attended here.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.C = nn.Parameter(torch.empty(1, config.bottleneck_dim, config.n_embd))
+        nn.init.xavier_uniform_(self.C)
+        self.ln1 = nn.LayerNorm(config.n_embd)
+        self.ln2 = nn.LayerNorm(config.n_embd)
+        self.attn = attention.CausalCrossAttention(config)
+        self.mlp = mlp(config)
+
+    def forward(self, x_input, cache=None, slots=None, pos=None):
+        """All slots (B or 1, M, C), or with `slots` (B, 1) one slot per row, attending the
+        inputs' keys and values (cached by position when decoding)."""
+        k, v = self.attn.keys_values(x_input)
+        mask = None
+        if cache is not None:  # slot j sees the positions up to j
+            k, v, _ = cache.extend(k, v, None, pos)
+            at = torch.arange(self.C.size(1), device=k.device).view(1, 1, -1, 1) if slots is None \
+                else slots.view(-1, 1, 1, 1)
+            mask = torch.arange(k.size(2), device=k.device) <= at
+        basis = self.C if slots is None else self.C[0][slots]
+        x = basis + self.attn.attend(self.attn.queries(self.ln1(basis)), k, v, mask)
+        return x + self.mlp(self.ln2(x))
+
+
+class UpProjectBlock(nn.Module):
+    """The slots brought back to every position: u = X + attn(x_kv=ln1(y), x_q=X), then the mlp.
+
+    Output position t attends to slots 0..min(t, bottleneck_dim - 1).
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.n_embd)
+        self.ln2 = nn.LayerNorm(config.n_embd)
+        self.attn = attention.CausalCrossAttention(config)
+        self.mlp = mlp(config)
+
+    def forward(self, y, x_input, cache=None, slots=None, pos=None):
+        """y: the slots (all, or with `slots` the one per row being added to the cache)."""
+        k, v = self.attn.keys_values(self.ln1(y))
+        mask = None
+        if cache is not None:
+            k, v, _ = cache.extend(k, v, None, slots)
+            mask = (torch.arange(k.size(2), device=k.device) <= pos.unsqueeze(-1)).unsqueeze(1)
+        x = x_input + self.attn.attend(self.attn.queries(x_input), k, v, mask)
+        return x + self.mlp(self.ln2(x))
+
+
+class PerceiverCache:
+    """A perceiver's decoding state: the inputs' keys and values for the down-projection (slot =
+    position), and each middle block's and the up-projection's keys and values (slot = bottleneck
+    slot). Slot j depends on inputs 0..j only, so once a row has passed position j, slot j is final;
+    a row at position p adds or redoes slot min(p, M - 1) (redoing the last one changes nothing)."""
+
+    def __init__(self, size, n_middle, slots):
+        self.inputs = attention.LayerCache(size)
+        self.middle = [attention.LayerCache(slots) for _ in range(n_middle)]
+        self.slots = attention.LayerCache(slots)
 
 
 class GPT(nn.Module):
@@ -67,10 +152,19 @@ class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
-        self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
-        self.drop = nn.Dropout(config.embd_pdrop)
-        # nn.Sequential only for the course's key names (blocks.0.*, ...).
-        self.blocks = nn.Sequential(*[Block(config) for _ in range(config.n_layer)])
+        if not config.rope:
+            self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
+        self.drop = attention.dropout_layer(config, config.embd_pdrop)
+        if config.perceiver:
+            # Course names: down_block, blocks (n_layer - 2, on the slots), up_block.
+            self.down_block = DownProjectBlock(config)
+            slots = GPTConfig(config.vocab_size, config.bottleneck_dim,
+                              **{k: v for k, v in vars(config).items() if k not in ('vocab_size', 'block_size')})
+            self.blocks = nn.Sequential(*[Block(slots) for _ in range(config.n_layer - 2)])
+            self.up_block = UpProjectBlock(config)
+        else:
+            # nn.Sequential only for the course's key names (blocks.0.*, ...).
+            self.blocks = nn.Sequential(*[Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.block_size = config.block_size
@@ -90,23 +184,29 @@ class GPT(nn.Module):
     def get_block_size(self):
         return self.block_size
 
-    def new_cache(self):
-        """An empty key/value cache for decoding with forward(..., cache=)."""
-        return [attention.LayerCache(self.block_size) for _ in self.blocks]
+    def new_cache(self, size):
+        """An empty key/value cache for decoding with forward(..., cache=), `size` positions long."""
+        if self.config.perceiver:
+            return PerceiverCache(size, len(self.blocks), self.config.bottleneck_dim)
+        return [attention.LayerCache(size) for _ in self.blocks]
 
     def forward(self, idx, targets=None, pos=None, cache=None):
         b, t = idx.size()
         assert t <= self.block_size, "Cannot forward, model block size is exhausted."
-        token_embeddings = self.tok_emb(idx)
-        if pos is None:
-            position_embeddings = self.pos_emb[:, :t, :]
-            mask = None
+        x = self.tok_emb(idx)
+        if not self.config.rope:
+            x = x + (self.pos_emb[:, :t, :] if pos is None else self.pos_emb[0][pos])
+        x = self.drop(x)
+        if self.config.perceiver:
+            x = self.perceive(x, pos, cache)
         else:
-            position_embeddings = self.pos_emb[0][pos]
-            mask = None if cache is not None else packed_mask(pos)
-        x = self.drop(token_embeddings + position_embeddings)
-        for i, block in enumerate(self.blocks):
-            x = block(x, mask=mask, pos=pos, cache=None if cache is None else cache[i])
+            mask = None
+            if cache is not None:  # each row's query sees its own positions up to its own
+                mask = (torch.arange(cache[0].size, device=idx.device) <= pos.unsqueeze(-1)).unsqueeze(1)
+            elif pos is not None:
+                mask = packed_mask(pos)
+            for i, block in enumerate(self.blocks):
+                x = block(x, mask=mask, pos=pos, cache=None if cache is None else cache[i])
         x = self.ln_f(x)
         logits = self.head(x)
 
@@ -114,6 +214,22 @@ class GPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=0)
         return logits, loss
+
+    def perceive(self, x, pos, cache):
+        """down_block, the middle blocks on the slots, up_block; with a cache, the decoding form."""
+        if cache is None:
+            return self.up_block(self.blocks(self.down_block(x)), x)
+        M = self.config.bottleneck_dim
+        B, t, _ = x.shape
+        # The prompts make every slot (a short row's later slots are redone as it reaches
+        # them); afterwards each call adds, per row, the slot of its position.
+        slots = None if t > 1 else pos.clamp(max=M - 1)
+        slot_pos = torch.arange(M, device=x.device).expand(B, M) if slots is None else slots
+        z = self.down_block(x, slots=slots, cache=cache.inputs, pos=pos)
+        mask = (torch.arange(M, device=x.device) <= slot_pos.unsqueeze(-1)).unsqueeze(1)
+        for block, layer in zip(self.blocks, cache.middle):
+            z = block(z, mask=mask, pos=slot_pos, cache=layer)
+        return self.up_block(z, x, cache=cache.slots, slots=slot_pos, pos=pos)
 
 
 def packed_mask(pos):

@@ -19,20 +19,22 @@ from . import distributed
 from .files import UsageError
 
 FUNCTIONS = ('pretrain', 'finetune', 'evaluate', 'report', 'london_baseline')
-VARIANTS = ('vanilla', 'synthesizer')
+VARIANTS = ('vanilla', 'synthesizer', 'perceiver', 'rope')
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 SEED_LIMIT = 2 ** 32  # seeds feed torch.manual_seed and the epoch order, which must not overflow
+BOTTLENECK_DIM = 32  # the perceiver's slots, as the course's initialize_perceiver_model has them
+BLOCK_SIZE = 128  # the course's block size for every run
 
 # Which of run.py's options each function uses; giving one it does not use is an
 # error (it would be ignored silently, e.g. --reading_params_path with pretrain).
-TRAINING = ('--variant', '--pretrain_corpus_path', '--writing_params_path', '--max_epochs', '--max_steps',
-            '--seed', '--device', '--precision', '--compile', '--exact', '--resume', '--checkpoint_every',
-            '--threads')
+TRAINING = ('--variant', '--bottleneck_dim', '--pretrain_corpus_path', '--writing_params_path', '--max_epochs',
+            '--max_steps', '--seed', '--device', '--precision', '--compile', '--exact', '--resume',
+            '--checkpoint_every', '--threads')
 USES = {
     'pretrain': TRAINING,
     'finetune': TRAINING + ('--finetune_corpus_path', '--reading_params_path'),
-    'evaluate': ('--variant', '--pretrain_corpus_path', '--reading_params_path', '--eval_corpus_path',
-                 '--outputs_path', '--device', '--exact', '--threads'),
+    'evaluate': ('--variant', '--bottleneck_dim', '--pretrain_corpus_path', '--reading_params_path',
+                 '--eval_corpus_path', '--outputs_path', '--device', '--exact', '--threads'),
     'london_baseline': ('--eval_corpus_path',),
     'report': ('--submission_dir', '--data_dir', '--report_dir'),
 }
@@ -65,6 +67,7 @@ class Options:
     reading_params_path: str = None
     eval_corpus_path: str = None
     outputs_path: str = None
+    bottleneck_dim: int = None  # perceiver only (default BOTTLENECK_DIM)
     # Ours. exact=True is the course computation; device and precision are decided values.
     exact: bool = True
     device: str = field(default_factory=default_device)
@@ -127,6 +130,17 @@ def device_named(text):
     return cuda_device() if text == 'cuda' else text
 
 
+def bottleneck_dim(text, variant):
+    """The perceiver's number of slots: 1 to block_size - 1 (default 32); only with --variant=perceiver."""
+    if variant != 'perceiver':
+        if text is not None:
+            raise UsageError(f'--bottleneck_dim is for --variant=perceiver, not --variant={variant}; remove it')
+        return None
+    if text is None:
+        return BOTTLENECK_DIM
+    return whole_number(text, '--bottleneck_dim', low=1, high=BLOCK_SIZE - 1)
+
+
 def cpu_has_native_bf16():
     try:
         with open('/proc/cpuinfo') as f:
@@ -173,12 +187,13 @@ def from_command_line(args):
         raise UsageError(f'--function={function} needs {" and ".join(missing)}')
     variant = args['--variant']
     if variant is not None and variant not in VARIANTS:
-        raise UsageError(f'unknown --variant={variant}; use {" or ".join(VARIANTS)}')
+        raise UsageError(f'unknown --variant={variant}; use {", ".join(VARIANTS[:-1])} or {VARIANTS[-1]}')
+    bottleneck = bottleneck_dim(args['--bottleneck_dim'], variant)
     exact = bool(args['--exact'])
     device = device_named(args['--device'])
     number = lambda key, **kw: None if args[key] is None else whole_number(args[key], key, **kw)
     return Options(
-        function=function, variant=variant,
+        function=function, variant=variant, bottleneck_dim=bottleneck,
         pretrain_corpus_path=args['--pretrain_corpus_path'], writing_params_path=args['--writing_params_path'],
         finetune_corpus_path=args['--finetune_corpus_path'], reading_params_path=args['--reading_params_path'],
         eval_corpus_path=args['--eval_corpus_path'], outputs_path=args['--outputs_path'],

@@ -1,0 +1,354 @@
+"""The later course years' variants: perceiver (a bottleneck of learned slots) and rope (rotary embeddings).
+
+Their params move to and from plain course-style models of those years written
+here, their fast paths match their exact ones (logits, loss, gradients,
+greedy predictions), and the command lines, the demo and the report take them.
+"""
+import json
+import math
+import os
+import random
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from conftest import assert_one_line_error, lines_of, read, run, run_py
+from submission import (GPT, CharCorruptionDataset, GPTConfig, NameDataset, apply_rotary_emb, batching, demo,
+                        evaluate, precompute_rotary_emb, report)
+from test_spec import CourseAttention, CourseBlock
+
+N_LAYER, N_HEAD, N_EMBD = 4, 8, 256
+
+
+# ---- the course's models of those years, written plainly -----------------------------------
+
+class CourseCrossAttention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.key, self.query, self.value = (nn.Linear(c.n_embd, c.n_embd) for _ in range(3))
+        self.attn_drop, self.resid_drop = nn.Dropout(c.attn_pdrop), nn.Dropout(c.resid_pdrop)
+        self.proj = nn.Linear(c.n_embd, c.n_embd)
+        self.register_buffer("mask", torch.tril(torch.ones(c.block_size, c.block_size))
+                             .view(1, 1, c.block_size, c.block_size))
+        self.n_head = c.n_head
+
+    def forward(self, x_kv, x_q):
+        Bk, Tk, C = x_kv.size()
+        Bq, Tq, _ = x_q.size()
+        h = self.n_head
+        k = self.key(x_kv).view(Bk, Tk, h, C // h).transpose(1, 2)
+        v = self.value(x_kv).view(Bk, Tk, h, C // h).transpose(1, 2)
+        q = self.query(x_q).view(Bq, Tq, h, C // h).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.mask[:, :, :Tq, :Tk] == 0, -1e10)
+        att = self.attn_drop(F.softmax(att, dim=-1))
+        y = (att @ v).transpose(1, 2).contiguous().view(max(Bk, Bq), Tq, C)
+        return self.resid_drop(self.proj(y))
+
+
+def course_mlp(c):
+    return nn.Sequential(nn.Linear(c.n_embd, 4 * c.n_embd), nn.GELU(), nn.Linear(4 * c.n_embd, c.n_embd),
+                         nn.Dropout(c.resid_pdrop))
+
+
+class CourseDown(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.C = nn.Parameter(torch.zeros(1, c.bottleneck_dim, c.n_embd))
+        self.ln1, self.ln2 = nn.LayerNorm(c.n_embd), nn.LayerNorm(c.n_embd)
+        self.attn, self.mlp = CourseCrossAttention(c), course_mlp(c)
+
+    def forward(self, x):
+        z = self.C + self.attn(x, self.ln1(self.C))
+        return z + self.mlp(self.ln2(z))
+
+
+class CourseUp(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(c.n_embd), nn.LayerNorm(c.n_embd)
+        self.attn, self.mlp = CourseCrossAttention(c), course_mlp(c)
+
+    def forward(self, y, x):
+        u = x + self.attn(self.ln1(y), x)
+        return u + self.mlp(self.ln2(u))
+
+
+class CoursePerceiverGPT(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)
+        self.pos_emb = nn.Parameter(torch.zeros(1, c.block_size, c.n_embd))
+        self.drop = nn.Dropout(c.embd_pdrop)
+        self.down_block = CourseDown(c)
+        block_size, c.block_size = c.block_size, c.bottleneck_dim
+        self.blocks = nn.Sequential(*[CourseBlock(c) for _ in range(c.n_layer - 2)])
+        c.block_size = block_size
+        self.up_block = CourseUp(c)
+        self.ln_f = nn.LayerNorm(c.n_embd)
+        self.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+
+    def forward(self, idx):
+        x = self.drop(self.tok_emb(idx) + self.pos_emb[:, :idx.size(1)])
+        return self.head(self.ln_f(self.up_block(self.blocks(self.down_block(x)), x)))
+
+
+class CourseRopeAttention(CourseAttention):
+    """The rope year's attention: the course's complex-number rotation of q and k."""
+
+    def __init__(self, c):
+        nn.Module.__init__(self)
+        self.key, self.query, self.value = (nn.Linear(c.n_embd, c.n_embd) for _ in range(3))
+        self.attn_drop, self.resid_drop = nn.Dropout(c.attn_pdrop), nn.Dropout(c.resid_pdrop)
+        self.proj = nn.Linear(c.n_embd, c.n_embd)
+        hs = c.n_embd // c.n_head
+        theta = 10000.0 ** (-torch.arange(0, hs, 2).float() / hs)
+        angles = torch.arange(c.block_size).float()[:, None] * theta
+        self.register_buffer("rope_cache", torch.stack([angles.cos(), angles.sin()], -1))
+        self.register_buffer("mask", torch.tril(torch.ones(c.block_size, c.block_size))
+                             .view(1, 1, c.block_size, c.block_size))
+        self.n_head = c.n_head
+
+    def rotate(self, x):
+        T = x.size(2)
+        xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+        return torch.view_as_real(xc * torch.view_as_complex(self.rope_cache[:T])).flatten(-2)
+
+    def forward(self, x):
+        B, T, C = x.size()
+        split = lambda t: t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        k, q, v = self.rotate(split(self.key(x))), self.rotate(split(self.query(x))), split(self.value(x))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.mask[:, :, :T, :T] == 0, float('-inf'))
+        y = (self.attn_drop(F.softmax(att, dim=-1)) @ v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.proj(y))
+
+
+class CourseRopeGPT(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)
+        self.drop = nn.Dropout(c.embd_pdrop)
+        self.blocks = nn.Sequential(*[CourseBlock(c) for _ in range(c.n_layer)])
+        for block in self.blocks:
+            block.attn = CourseRopeAttention(c)
+        self.ln_f = nn.LayerNorm(c.n_embd)
+        self.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+
+    def forward(self, idx):
+        return self.head(self.ln_f(self.blocks(self.drop(self.tok_emb(idx)))))
+
+
+COURSE_MODELS = {'perceiver': CoursePerceiverGPT, 'rope': CourseRopeGPT}
+FLAGS = {'perceiver': dict(perceiver=True, bottleneck_dim=32), 'rope': dict(rope=True)}
+
+
+def conf(variant, vocab=256, **kw):
+    return GPTConfig(vocab, 128, n_layer=N_LAYER, n_head=N_HEAD, n_embd=N_EMBD, **FLAGS[variant], **kw)
+
+
+# ---- params move between this project and the course's code of those years -----------------
+
+@pytest.mark.parametrize('variant, params', [('perceiver', 3_331_584), ('rope', 3_290_624)])
+def test_keys_shapes_and_parameters_are_the_courses(variant, params, tmp_path):
+    torch.manual_seed(0)
+    ours = GPT(conf(variant))
+    assert sum(p.numel() for p in ours.parameters()) == params
+    path = tmp_path / f'{variant}.params'
+    torch.save(ours.state_dict(), path)
+    course = COURSE_MODELS[variant](conf(variant))
+    course.load_state_dict(torch.load(path, weights_only=True))  # strict: the same keys and shapes
+    assert list(course.state_dict()) == list(ours.state_dict())  # and in the same order
+    ours.eval(), course.eval()
+    idx = torch.randint(0, 256, (3, 127))
+    assert torch.allclose(ours(idx)[0], course(idx), atol=1e-5)
+    # ...and back: the course's weights in our fast model
+    torch.manual_seed(1)
+    course2 = COURSE_MODELS[variant](conf(variant))
+    for p in course2.parameters():  # non-trivial everywhere, C and the LayerNorms included
+        p.data.normal_(0, 0.05)
+    fast = GPT(conf(variant, exact=False))
+    fast.load_state_dict(course2.state_dict())
+    fast.eval(), course2.eval()
+    assert torch.allclose(fast(idx)[0], course2(idx), atol=1e-4)
+
+
+def test_rotary_table_and_rotation():
+    cache = precompute_rotary_emb(32, 128)
+    assert cache.shape == (128, 16, 2)
+    assert torch.allclose(cache[5, 3], torch.tensor([math.cos(5 * 10000 ** (-6 / 32)),
+                                                      math.sin(5 * 10000 ** (-6 / 32))]), atol=1e-6)
+    x = torch.randn(2, 8, 10, 32)
+    y = apply_rotary_emb(x, cache)
+    assert torch.allclose(y[:, :, 0], x[:, :, 0])  # position 0: no rotation
+    assert torch.allclose(y.norm(dim=-1), x.norm(dim=-1), rtol=1e-5)
+    pairs = x[0, 0, 3].view(-1, 2)
+    want = torch.stack([pairs[:, 0] * cache[3, :, 0] - pairs[:, 1] * cache[3, :, 1],
+                        pairs[:, 0] * cache[3, :, 1] + pairs[:, 1] * cache[3, :, 0]], -1).flatten()
+    assert torch.allclose(y[0, 0, 3], want, atol=1e-6)
+
+
+# ---- fast against exact --------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def pre(world_data):
+    return CharCorruptionDataset(read(world_data, 'wiki.txt'), 128)
+
+
+def small_pair(pre, variant, **kw):
+    """The course computation and the fast one, same weights, small, dropout off."""
+    torch.manual_seed(0)
+    flags = dict(perceiver=True, bottleneck_dim=16) if variant == 'perceiver' else FLAGS[variant]
+    c = dict(n_layer=4, n_head=4, n_embd=64, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0, **flags, **kw)
+    exact = GPT(GPTConfig(pre.vocab_size, 128, **c))
+    fast = GPT(GPTConfig(pre.vocab_size, 128, exact=False, **c))
+    fast.load_state_dict(exact.state_dict())
+    return exact, fast
+
+
+@pytest.mark.parametrize('variant', ['perceiver', 'rope'])
+def test_fast_batches_give_the_exact_loss_and_gradients(pre, variant):
+    """rope packs rows (each token rotated by its own position in its example); the perceiver
+    cannot, and trims rows to the longest example instead. Same loss, same gradients."""
+    exact, fast = small_pair(pre, variant)
+    exact.train(), fast.train()
+    idx = list(range(64))
+    random.seed(5)
+    x, y, _ = batching.make_batch(pre, idx, exact=True)
+    random.seed(5)
+    packed = variant == 'rope'
+    fx, fy, pos = batching.make_batch(pre, idx, exact=False, packed=packed)
+    assert (fy != 0).sum() == (y != 0).sum()
+    assert (fx.shape[0] < x.shape[0]) == packed and fx.shape[1] <= x.shape[1]
+    ref = exact(x, y)[1]
+    ref.backward()
+    grads = {n: p.grad.clone() for n, p in exact.named_parameters()}
+    exact.zero_grad()
+    same_math = exact(fx, fy, pos=pos)[1]
+    assert abs(same_math - ref) < 1e-5
+    same_math.backward()
+    for n, p in exact.named_parameters():
+        assert torch.allclose(p.grad, grads[n], atol=1e-6), n
+    assert abs(fast(fx, fy, pos=pos)[1] - ref) < 1e-4  # the fused kernel too
+
+
+@pytest.mark.parametrize('variant', ['perceiver', 'rope'])
+def test_cached_batched_greedy_equals_one_at_a_time(pre, variant, world_data):
+    """Every dev and test question and prompts cut from the corpus at lengths 5 to 104, so that
+    rows cross the perceiver's 16 slots at different steps: the same predictions as the course's
+    one-question-at-a-time sample()."""
+    exact, fast = small_pair(pre, variant)
+    with torch.no_grad():
+        exact.head.weight.mul_(40)
+        if variant == 'perceiver':
+            exact.pos_emb.normal_(0, 0.5)
+        fast.load_state_dict(exact.state_dict())
+    qs = [l.split('\t')[0] for l in lines_of(world_data, 'birth_dev.tsv') + lines_of(world_data, 'birth_test.tsv')]
+    qs += [doc[:5 + i] for i, doc in enumerate(pre.data[:100])]
+    slow = evaluate.predict_places(exact.eval(), qs, pre.stoi, pre.itos, 'cpu', exact=True)
+    quick = evaluate.predict_places(fast.eval(), qs, pre.stoi, pre.itos, 'cpu')
+    assert len(set(slow)) > 50
+    assert quick == slow
+
+
+# ---- command lines -------------------------------------------------------------------------
+
+def test_later_years_run_sh_commands(src_copy, world_data):
+    sub = src_copy / 'submission'
+    n_dev = len(lines_of(world_data, 'birth_dev.tsv'))
+    for variant in ('perceiver', 'rope'):
+        for cmd, extra, out in ((f'{variant}_pretrain', ['--max_steps=1'], f'{variant}.pretrain.params'),
+                                (f'{variant}_finetune_with_pretrain', ['--max_steps=1'], f'{variant}.finetune.params'),
+                                (f'{variant}_eval_dev_with_pretrain', [], f'{variant}.pretrain.dev.predictions'),
+                                (f'{variant}_eval_test_with_pretrain', [], f'{variant}.pretrain.test.predictions')):
+            p = run(['./run.sh', cmd, *extra], src_copy)
+            assert p.returncode == 0, (cmd, p.stderr)
+            assert (sub / out).exists(), cmd
+            if 'eval_dev' in cmd:
+                assert f' out of {n_dev}.0: ' in p.stdout
+        state = torch.load(sub / f'{variant}.finetune.params', weights_only=True)
+        assert ('down_block.C' in state) == (variant == 'perceiver')
+        assert ('blocks.0.attn.rope_cache' in state) == (variant == 'rope') and ('pos_emb' in state) != (variant == 'rope')
+
+
+def later(src_copy, args, *needles):
+    p = run_py(args, cwd=src_copy)
+    assert_one_line_error(p, *needles)
+    assert not [f for f in os.listdir(src_copy / 'submission') if f.endswith(('.params', '.tmp', '.predictions'))]
+
+
+@pytest.mark.parametrize('value, needle', [('0', 'out of range'), ('x', 'whole number'), ('128', 'from 1 to 127'),
+                                           ('2.5', 'whole number')])
+def test_bottleneck_dim_out_of_range(src_copy, value, needle):
+    later(src_copy, ['--function=pretrain', '--variant=perceiver', '--pretrain_corpus_path=data/wiki.txt',
+                     '--writing_params_path=submission/p.params', f'--bottleneck_dim={value}'], '--bottleneck_dim', needle)
+
+
+def test_bottleneck_dim_with_another_variant(src_copy):
+    later(src_copy, ['--function=pretrain', '--variant=rope', '--pretrain_corpus_path=data/wiki.txt',
+                     '--writing_params_path=submission/p.params', '--bottleneck_dim=16'],
+          '--bottleneck_dim is for --variant=perceiver')
+
+
+def test_params_of_another_year_or_size(src_copy, tmp_path, world_data):
+    vocab = CharCorruptionDataset(read(world_data, 'wiki.txt'), 128).vocab_size
+    torch.manual_seed(0)
+    perceiver = tmp_path / 'perceiver.params'
+    torch.save(GPT(conf('perceiver', vocab)).state_dict(), perceiver)
+    rope64 = tmp_path / 'rope64.params'
+    torch.save(GPT(GPTConfig(vocab, 64, n_layer=N_LAYER, n_head=N_HEAD, n_embd=N_EMBD, rope=True)).state_dict(),
+               rope64)
+    evaluate_with = lambda params, variant, *extra: [
+        '--function=evaluate', f'--variant={variant}', '--pretrain_corpus_path=data/wiki.txt',
+        f'--reading_params_path={params}', '--eval_corpus_path=data/birth_dev.tsv',
+        '--outputs_path=submission/out.predictions', *extra]
+    later(src_copy, evaluate_with(perceiver, 'rope'), 'holds a perceiver model', '--variant=perceiver')
+    later(src_copy, evaluate_with(rope64, 'rope'), 'block size of 64', 'block size 128')
+    later(src_copy, evaluate_with(perceiver, 'perceiver', '--bottleneck_dim=8'), '--bottleneck_dim=32')
+
+
+# ---- the demo and the report ---------------------------------------------------------------
+
+def test_demo_compares_every_variant_over_seeds(tmp_path, monkeypatch):
+    """Every variant on two seeds' worlds (a tiny size, so this takes a minute): one row per
+    variant with the mean and the spread, written to comparison.md and .json."""
+    monkeypatch.setitem(demo.SIZES, 'tiny', dict(demo.SIZES['small'], people=12, pretrain_steps=20,
+                                                   finetune_epochs=2, nopretrain_epochs=2))
+    text = demo.compare(str(tmp_path), list(demo.VARIANTS), [0, 1], size='tiny', device='cpu')
+    rows = [line for line in text.splitlines() if line.startswith('| ') and not line.startswith('| variant')]
+    assert [r.split('|')[1].strip() for r in rows] == ['vanilla', 'synthesizer', 'perceiver', 'rope']
+    assert (tmp_path / 'comparison.md').read_text() == text + '\n'
+    runs = json.loads((tmp_path / 'comparison.json').read_text())
+    assert sorted((r['variant'], r['seed']) for r in runs) == sorted(
+        (v, s) for v in demo.VARIANTS for s in (0, 1))
+    for r in runs:
+        assert (tmp_path / f'{r["variant"]}-seed{r["seed"]}' / 'results.json').exists()
+        assert 0 <= r['pretrained_acc'] <= 1
+    assert ' (' in rows[0] and '-' in rows[0]  # mean (min-max) over the seeds
+
+
+def test_report_puts_the_variants_side_by_side(src_copy, world_data):
+    """Predictions of a perceiver (all right) and a rope model (right only where the
+    birthplace is in the person's lines: all of them, in this world) show beside the course's rows."""
+    sub = src_copy / 'submission'
+    answers = [line.split('\t')[1] for line in lines_of(world_data, 'birth_dev.tsv')]
+    (sub / 'perceiver.pretrain.dev.predictions').write_text(''.join(a + '\n' for a in answers))
+    (sub / 'rope.pretrain.dev.predictions').write_text(''.join('Lima\n' for _ in answers))
+    p = run(['./run.sh', 'report'], src_copy)
+    assert p.returncode == 0, p.stderr
+    text = (src_copy / 'reports' / 'report.md').read_text()
+    assert '| perceiver, pretrain + finetune | 100.00 %' in text
+    assert '| rope, pretrain + finetune |' in text
+    n = len(answers)
+    assert f'{n} of the {n} dev answers occur in the person\'s line of wiki.txt' in text
+    lima = sum(a == 'Lima' for a in answers)
+    rope_row = [l for l in text.splitlines() if l.startswith('| rope, pretrain + finetune |')][-1]
+    assert f'| {100 * lima / n:.1f} % | {100 * lima / n:.1f} % of {n} | — | Lima ({n - lima}) |' in rope_row
+
+
+def test_report_counts_the_course_dev_answers_in_wiki(course_data):
+    questions, answers = zip(*(l.split('\t') for l in lines_of(course_data, 'birth_dev.tsv')))
+    stored = report.stored_in_wiki(questions, answers, os.path.join(course_data, 'wiki.txt'))
+    assert sum(stored) == 479 and len(stored) == 500
