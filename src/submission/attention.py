@@ -199,28 +199,37 @@ def apply_rotary_emb(x, rope_cache):
 
 # ---------------------------------------------------------------- the modules
 
+def add_projections(module, config):
+    """The course's key, query, value, dropouts and output projection, in its order."""
+    assert config.n_embd % config.n_head == 0
+    module.key = nn.Linear(config.n_embd, config.n_embd)
+    module.query = nn.Linear(config.n_embd, config.n_embd)
+    module.value = nn.Linear(config.n_embd, config.n_embd)
+    module.attn_drop = dropout_layer(config, config.attn_pdrop)
+    module.resid_drop = dropout_layer(config, config.resid_pdrop)
+    module.proj = nn.Linear(config.n_embd, config.n_embd)
+
+
+def add_causal_mask(module, config):
+    # Persistent, as in the course: it is part of the saved state_dict.
+    module.register_buffer("mask", torch.tril(torch.ones(config.block_size, config.block_size))
+                           .view(1, 1, config.block_size, config.block_size))
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head masked self-attention with a projection at the end (course names);
     with config.rope, queries and keys rotated by position (rotary embeddings)."""
 
     def __init__(self, config):
         super().__init__()
-        assert config.n_embd % config.n_head == 0
-        self.key = nn.Linear(config.n_embd, config.n_embd)
-        self.query = nn.Linear(config.n_embd, config.n_embd)
-        self.value = nn.Linear(config.n_embd, config.n_embd)
-        self.attn_drop = dropout_layer(config, config.attn_pdrop)
-        self.resid_drop = dropout_layer(config, config.resid_pdrop)
-        self.proj = nn.Linear(config.n_embd, config.n_embd)
+        add_projections(self, config)
         self.rope = getattr(config, 'rope', False)
         if self.rope:
             # Persistent, registered before the mask, as in the course's rope year.
             head_size = config.n_embd // config.n_head
             assert head_size % 2 == 0, 'rotary embeddings need an even head size'
             self.register_buffer("rope_cache", precompute_rotary_emb(head_size, config.block_size))
-        # Persistent, as in the course: it is part of the saved state_dict.
-        self.register_buffer("mask", torch.tril(torch.ones(config.block_size, config.block_size))
-                             .view(1, 1, config.block_size, config.block_size))
+        add_causal_mask(self, config)
         self.n_head = config.n_head
         self.exact = getattr(config, "exact", True)
 
@@ -265,8 +274,7 @@ class SynthesizerAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd)
         self.attn_drop = dropout_layer(config, config.attn_pdrop)
         self.resid_drop = dropout_layer(config, config.resid_pdrop)
-        self.register_buffer("mask", torch.tril(torch.ones(config.block_size, config.block_size))
-                             .view(1, 1, config.block_size, config.block_size))
+        add_causal_mask(self, config)
         self.n_head = config.n_head
         self.block_size = config.block_size
         nn.init.uniform_(self.w2, -0.001, 0.001)
@@ -305,15 +313,8 @@ class CausalCrossAttention(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        assert config.n_embd % config.n_head == 0
-        self.key = nn.Linear(config.n_embd, config.n_embd)
-        self.query = nn.Linear(config.n_embd, config.n_embd)
-        self.value = nn.Linear(config.n_embd, config.n_embd)
-        self.attn_drop = dropout_layer(config, config.attn_pdrop)
-        self.resid_drop = dropout_layer(config, config.resid_pdrop)
-        self.proj = nn.Linear(config.n_embd, config.n_embd)
-        self.register_buffer("mask", torch.tril(torch.ones(config.block_size, config.block_size))
-                             .view(1, 1, config.block_size, config.block_size))
+        add_projections(self, config)
+        add_causal_mask(self, config)
         self.n_head = config.n_head
         self.exact = getattr(config, "exact", True)
 
