@@ -24,15 +24,8 @@ N_LAYER, N_HEAD, N_EMBD = 4, 8, 256
 
 # ---- the course's models of those years, written plainly -----------------------------------
 
-class CourseCrossAttention(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.key, self.query, self.value = (nn.Linear(c.n_embd, c.n_embd) for _ in range(3))
-        self.attn_drop, self.resid_drop = nn.Dropout(c.attn_pdrop), nn.Dropout(c.resid_pdrop)
-        self.proj = nn.Linear(c.n_embd, c.n_embd)
-        self.register_buffer("mask", torch.tril(torch.ones(c.block_size, c.block_size))
-                             .view(1, 1, c.block_size, c.block_size))
-        self.n_head = c.n_head
+class CourseCrossAttention(CourseAttention):
+    """The course's CausalCrossAttention: CausalSelfAttention's modules, keys and values from x_kv."""
 
     def forward(self, x_kv, x_q):
         Bk, Tk, C = x_kv.size()

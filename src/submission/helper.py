@@ -20,37 +20,32 @@ random.seed(0)
 device = default_device()  # where the course builds its models: the GPU when there is one
 
 
+def model_of_kind(mconf, synthesizer=False, perceiver=False, rope=False):
+    # The three switches are set on every build, so a GPTConfig reused for
+    # another variant never keeps the last one's.
+    mconf.synthesizer, mconf.perceiver, mconf.rope = synthesizer, perceiver, rope
+    return GPT(mconf).to(device)
+
+
 def initialize_vanilla_model(mconf):
-    attention_model = None
     ### [part c]: Make some model here
-    mconf.synthesizer, mconf.perceiver, mconf.rope = False, False, False
-    attention_model = GPT(mconf).to(device)
-    return attention_model
+    return model_of_kind(mconf)
 
 
 def initialize_synthesizer_model(mconf):
-    attention_model = None
     ### [part g]: Make some other model here
-    mconf.synthesizer, mconf.perceiver, mconf.rope = True, False, False
-    attention_model = GPT(mconf).to(device)
-    return attention_model
+    return model_of_kind(mconf, synthesizer=True)
 
 
 def initialize_perceiver_model(mconf, bottleneck_dim=32):
-    attention_model = None
     ### the perceiver years' model: a bottleneck of bottleneck_dim slots
-    mconf.synthesizer, mconf.perceiver, mconf.rope = False, True, False
     mconf.bottleneck_dim = bottleneck_dim
-    attention_model = GPT(mconf).to(device)
-    return attention_model
+    return model_of_kind(mconf, perceiver=True)
 
 
 def initialize_rope_model(mconf):
-    attention_model = None
     ### the rope years' model: rotary position embeddings
-    mconf.synthesizer, mconf.perceiver, mconf.rope = False, False, True
-    attention_model = GPT(mconf).to(device)
-    return attention_model
+    return model_of_kind(mconf, rope=True)
 
 
 def finetune(reading_params_path, finetune_corpus_path, pretrain_dataset, block_size, model, options=None):
