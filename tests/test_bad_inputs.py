@@ -18,7 +18,7 @@ import sys
 import pytest
 import torch
 
-from conftest import SRC, assert_one_line_error, run, run_py
+from conftest import ROOT, SRC, assert_one_line_error, run, run_py
 
 WIKI, TRAIN, DEV, TEST_INPUTS = 'data/wiki.txt', 'data/birth_places_train.tsv', 'data/birth_dev.tsv', \
     'data/birth_test_inputs.tsv'
@@ -300,3 +300,12 @@ def test_report_with_unreadable_predictions_and_log(src_copy):
     assert p.returncode == 0 and 'Traceback' not in p.stderr, p.stderr
     text = (src_copy / 'reports' / 'report.md').read_text(encoding='utf-8')
     assert 'unreadable' in text and 'not UTF-8 text' in text
+
+
+@pytest.mark.parametrize('args, needle', [(['vanila'], "unknown variant 'vanila'"),
+                                          (['rope', 'all'], "unknown variant 'all'")])
+def test_gpu_full_refuses_an_unknown_variant_before_doing_anything(args, needle):
+    before = sorted(os.listdir(SRC))
+    p = run(['bash', os.path.join(ROOT, 'bench', 'gpu_full.sh'), *args], ROOT, timeout=60)
+    assert_one_line_error(p, needle, 'use vanilla, synthesizer, perceiver or rope')
+    assert p.returncode == 2 and sorted(os.listdir(SRC)) == before
