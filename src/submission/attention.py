@@ -125,6 +125,11 @@ def self_attention(module, x, mask, pos, cache=None):
     return mix(module, q, k, v, bias, mask, scale, exact)
 
 
+def visible_upto(size, pos):
+    """(B, 1, t, size) bool: a query at position pos[b, i] sees slots 0..pos[b, i] of a cache."""
+    return (torch.arange(size, device=pos.device) <= pos.unsqueeze(-1)).unsqueeze(1)
+
+
 def split_heads(t, n_head):
     """(B, T, C) -> (B, n_head, T, C / n_head)."""
     B, T, C = t.size()

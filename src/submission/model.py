@@ -102,9 +102,8 @@ class DownProjectBlock(nn.Module):
         mask = None
         if cache is not None:  # slot j sees the positions up to j
             k, v, _ = cache.extend(k, v, None, pos)
-            at = torch.arange(self.C.size(1), device=k.device).view(1, 1, -1, 1) if slots is None \
-                else slots.view(-1, 1, 1, 1)
-            mask = torch.arange(k.size(2), device=k.device) <= at
+            at = torch.arange(self.C.size(1), device=k.device).view(1, -1) if slots is None else slots
+            mask = attention.visible_upto(k.size(2), at)
         basis = self.C if slots is None else self.C[0][slots]
         x = basis + self.attn.attend(self.attn.queries(self.ln1(basis)), k, v, mask)
         return x + self.mlp(self.ln2(x))
@@ -129,7 +128,7 @@ class UpProjectBlock(nn.Module):
         mask = None
         if cache is not None:
             k, v, _ = cache.extend(k, v, None, slots)
-            mask = (torch.arange(k.size(2), device=k.device) <= pos.unsqueeze(-1)).unsqueeze(1)
+            mask = attention.visible_upto(k.size(2), pos)
         x = x_input + self.attn.attend(self.attn.queries(x_input), k, v, mask)
         return x + self.mlp(self.ln2(x))
 
@@ -202,7 +201,7 @@ class GPT(nn.Module):
         else:
             mask = None
             if cache is not None:  # each row's query sees its own positions up to its own
-                mask = (torch.arange(cache[0].size, device=idx.device) <= pos.unsqueeze(-1)).unsqueeze(1)
+                mask = attention.visible_upto(cache[0].size, pos)
             elif pos is not None:
                 mask = packed_mask(pos)
             for i, block in enumerate(self.blocks):
@@ -226,7 +225,7 @@ class GPT(nn.Module):
         slots = None if t > 1 else pos.clamp(max=M - 1)
         slot_pos = torch.arange(M, device=x.device).expand(B, M) if slots is None else slots
         z = self.down_block(x, slots=slots, cache=cache.inputs, pos=pos)
-        mask = (torch.arange(M, device=x.device) <= slot_pos.unsqueeze(-1)).unsqueeze(1)
+        mask = attention.visible_upto(M, slot_pos)
         for block, layer in zip(self.blocks, cache.middle):
             z = block(z, mask=mask, pos=slot_pos, cache=layer)
         return self.up_block(z, x, cache=cache.slots, slots=slot_pos, pos=pos)
