@@ -246,6 +246,30 @@ def test_cached_batched_greedy_equals_one_at_a_time(pre, variant, world_data):
     assert quick == slow
 
 
+@pytest.mark.parametrize('variant', ['vanilla', 'synthesizer', 'rope'])
+def test_common_prefix_goes_through_the_model_once(pre, variant, world_data):
+    """Questions that all start "Where was " (one of them no more than that): the prefix is run
+    once, as a batch of one row of 10 characters, and every prediction is still the course's."""
+    flags = {'vanilla': {}, 'synthesizer': dict(synthesizer=True), 'rope': dict(rope=True)}[variant]
+    torch.manual_seed(0)
+    exact = GPT(GPTConfig(pre.vocab_size, 128, n_layer=2, n_head=4, n_embd=32, **flags))
+    with torch.no_grad():
+        exact.head.weight.mul_(40)
+        for blk in exact.blocks:
+            if variant == 'synthesizer':
+                blk.attn.w2.normal_(0, 0.5), blk.attn.b2.normal_(0, 0.5)
+    fast = GPT(GPTConfig(pre.vocab_size, 128, exact=False, n_layer=2, n_head=4, n_embd=32, **flags))
+    fast.load_state_dict(exact.state_dict())
+    qs = [l.split('\t')[0] for l in lines_of(world_data, 'birth_dev.tsv')] + ['Where was']
+    shapes = []
+    fast.tok_emb.register_forward_hook(lambda m, inp, out: shapes.append(tuple(inp[0].shape)))
+    quick = evaluate.predict_places(fast, qs, pre.stoi, pre.itos, 'cpu')
+    assert shapes[0] == (1, 9) and shapes[1][0] == len(qs)  # 'Where was' + MASK keeps its last character
+    slow = evaluate.predict_places(exact.eval(), qs, pre.stoi, pre.itos, 'cpu', exact=True)
+    assert len(set(slow)) > 10
+    assert quick == slow
+
+
 # ---- command lines -------------------------------------------------------------------------
 
 def test_later_years_run_sh_commands(src_copy, world_data):

@@ -137,39 +137,57 @@ def split_heads(t, n_head):
 
 
 class LayerCache:
-    """One layer's keys, values (and key bias) for decoding B rows, slot p holding position p.
+    """One layer's keys, values (and key bias) for decoding `rows` rows, slot p holding position p.
 
-    A call either fills positions 0..t-1 of every row (the prompts, left-aligned;
-    a short row's padding is cached too, never attended, and overwritten as that
-    row decodes), or adds one position per row, each at its own (pos, shape
-    (B, 1)). It returns the whole buffers: exactly `size` slots, attended over
-    in full under the caller's mask, so the batched matmuls read contiguous
-    memory (a slice of a longer buffer would first be copied, at more than the
-    attention's own cost on CPUs).
+    A call either fills positions p..p+t-1 of every row (the prompts,
+    left-aligned; a short row's padding is cached too, never attended, and
+    overwritten as that row decodes; a call of batch 1 fills every row alike:
+    the prompts' common prefix), or adds one position per row, each at its own
+    (pos, shape (rows, 1)). It returns whole buffers (of the call's batch):
+    exactly `size` slots, attended over in full under the caller's mask, so the
+    batched matmuls read contiguous memory (slices of a longer buffer read
+    strided memory, slower per slot on CPUs).
+    `section(start, stop)` is a cache of some of the rows, whose writes land
+    here: the prompts are filled a few rows at a time, then all rows decode.
     """
 
-    def __init__(self, size):
-        self.size = size
+    def __init__(self, size, rows, whole=None, start=0):
+        self.size, self.rows = size, rows
+        self.whole, self.start = whole, start
         self.k = self.v = self.bias = None
 
+    def section(self, start, stop):
+        return LayerCache(self.size, stop - start, self, start)
+
+    def allocate(self, k, v, bias):
+        """The buffers, made on first use (their heads, width and dtype are the first call's)."""
+        if self.whole is not None:
+            self.whole.allocate(k, v, bias)
+            rows = slice(self.start, self.start + self.rows)
+            self.k, self.v = self.whole.k[rows], self.whole.v[rows]
+            self.bias = None if bias is None else self.whole.bias[rows]
+        elif self.k is None:
+            self.k = k.new_zeros(self.rows, k.size(1), self.size, k.size(-1))
+            self.v = v.new_zeros(self.rows, v.size(1), self.size, v.size(-1))
+            self.bias = None if bias is None else bias.new_zeros(self.rows, 1, 1, self.size)
+
     def extend(self, k, v, bias, pos):
-        B, t = pos.shape
+        b, t = pos.shape
         if self.k is None:
-            self.k = k.new_zeros(B, k.size(1), self.size, k.size(-1))
-            self.v = v.new_zeros(B, v.size(1), self.size, v.size(-1))
-            self.bias = None if bias is None else bias.new_zeros(B, 1, 1, self.size)
-        k = k.expand(B, -1, -1, -1)
-        bias = None if bias is None else bias.expand(B, -1, -1, -1)
-        if t > 1:
-            self.k[:, :, :t], self.v[:, :, :t] = k, v
-            if bias is not None:
-                self.bias[..., :t] = bias
-        else:
-            rows, at = torch.arange(B, device=pos.device), pos[:, 0]
+            self.allocate(k, v, bias)
+        k = k.expand(b, -1, -1, -1)
+        bias = None if bias is None else bias.expand(b, -1, -1, -1)
+        if t == 1 and b == self.rows:
+            rows, at = torch.arange(b, device=pos.device), pos[:, 0]
             self.k[rows, :, at], self.v[rows, :, at] = k[:, :, 0], v[:, :, 0]
             if bias is not None:
                 self.bias[rows, 0, 0, at] = bias[:, 0, 0, 0]
-        return self.k, self.v, self.bias
+        else:
+            p = int(pos[0, 0])
+            self.k[:, :, p:p + t], self.v[:, :, p:p + t] = k, v
+            if bias is not None:
+                self.bias[..., p:p + t] = bias
+        return self.k[:b], self.v[:b], None if bias is None else self.bias[:b]
 
 
 def causal_mask(T, device):
@@ -240,11 +258,12 @@ class CausalSelfAttention(nn.Module):
 
     def heads(self, x, pos):
         C = x.size(-1)
-        if self.exact:
+        if self.exact or not self.training:
             k, q, v = self.key(x), self.query(x), self.value(x)
         else:
             # One matmul for the three projections: a wider one runs closer to the
-            # machine's peak. The weights stay the course's three Linears.
+            # machine's peak. The weights stay the course's three Linears; joining
+            # them costs a copy per call, which only training's large batches repay.
             w = torch.cat([self.query.weight, self.key.weight, self.value.weight])
             b = torch.cat([self.query.bias, self.key.bias, self.value.bias])
             q, k, v = F.linear(x, w, b).split(C, dim=-1)
@@ -288,7 +307,7 @@ class SynthesizerAttention(nn.Module):
     def heads(self, x, pos):
         B, T, C = x.size()
         assert T <= self.block_size - 1, "synthesizer attention needs T <= block_size - 1"
-        if self.exact:
+        if self.exact or not self.training:
             a, v = self.w1(x), self.value(x)
         else:  # one matmul for both projections, as in CausalSelfAttention.heads
             w = torch.cat([self.w1.weight, self.value.weight])

@@ -20,7 +20,7 @@ course computation:
   what it would see alone in its own row (see batching.py). The perceiver
   cannot pack: its slots summarise a whole row, so examples sharing a row
   would share slots; its fast path trims rows instead (batching.py).
-* GPT.forward(idx, pos=..., cache=GPT.new_cache(size)) decodes: each layer
+* GPT.forward(idx, pos=..., cache=GPT.new_cache(size, rows)) decodes: each layer
   keeps its keys and values, and each call adds the given positions (the
   prompts, then one character per row, each at its own position; see
   evaluate.py). The perceiver keeps three kinds (see `PerceiverCache`).
@@ -139,10 +139,9 @@ class PerceiverCache:
     slot). Slot j depends on inputs 0..j only, so once a row has passed position j, slot j is final;
     a row at position p adds or redoes slot min(p, M - 1) (redoing the last one changes nothing)."""
 
-    def __init__(self, size, n_middle, slots):
-        self.inputs = attention.LayerCache(size)
-        self.middle = [attention.LayerCache(slots) for _ in range(n_middle)]
-        self.slots = attention.LayerCache(slots)
+    def __init__(self, layers):
+        self.layers = layers
+        self.inputs, self.middle, self.slots = layers[0], layers[1:-1], layers[-1]
 
 
 class GPT(nn.Module):
@@ -183,11 +182,19 @@ class GPT(nn.Module):
     def get_block_size(self):
         return self.block_size
 
-    def new_cache(self, size):
-        """An empty key/value cache for decoding with forward(..., cache=), `size` positions long."""
+    def new_cache(self, size, rows):
+        """An empty key/value cache for decoding `rows` rows with forward(..., cache=), `size` positions long."""
         if self.config.perceiver:
-            return PerceiverCache(size, len(self.blocks), self.config.bottleneck_dim)
-        return [attention.LayerCache(size) for _ in self.blocks]
+            slots = self.config.bottleneck_dim
+            return PerceiverCache([attention.LayerCache(size, rows)] +
+                                  [attention.LayerCache(slots, rows) for _ in range(len(self.blocks) + 1)])
+        return [attention.LayerCache(size, rows) for _ in self.blocks]
+
+    def cache_section(self, cache, start, stop):
+        """Rows start..stop-1 of a new_cache, as a cache of their own whose writes land in it."""
+        if self.config.perceiver:
+            return PerceiverCache([layer.section(start, stop) for layer in cache.layers])
+        return [layer.section(start, stop) for layer in cache]
 
     def forward(self, idx, targets=None, pos=None, cache=None):
         b, t = idx.size()
