@@ -177,12 +177,12 @@ class LayerCache:
             self.allocate(k, v, bias)
         k = k.expand(b, -1, -1, -1)
         bias = None if bias is None else bias.expand(b, -1, -1, -1)
-        if t == 1 and b == self.rows:
+        if t == 1 and b == self.rows:  # one position per row, each at its own
             rows, at = torch.arange(b, device=pos.device), pos[:, 0]
             self.k[rows, :, at], self.v[rows, :, at] = k[:, :, 0], v[:, :, 0]
             if bias is not None:
                 self.bias[rows, 0, 0, at] = bias[:, 0, 0, 0]
-        else:
+        else:  # the same positions in every row
             p = int(pos[0, 0])
             self.k[:, :, p:p + t], self.v[:, :, p:p + t] = k, v
             if bias is not None:

@@ -78,8 +78,8 @@ def predict_batch(model, prompts, itos, device, steps=STEPS):
     cache = model.new_cache(max(len(p) for p in prompts) + steps - 1, B)
     firsts = []
     for start in range(0, B, PREFILL_ROWS):
-        rows = model.cache_section(cache, start, min(B, start + PREFILL_ROWS))
-        firsts.append(prefill(model, prompts[start:start + PREFILL_ROWS], rows, device))
+        stop = min(B, start + PREFILL_ROWS)
+        firsts.append(prefill(model, prompts[start:stop], model.cache_section(cache, start, stop), device))
     nxt = torch.cat(firsts)
     lens = torch.tensor([len(p) for p in prompts], device=device)
     out = [nxt]
