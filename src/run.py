@@ -52,12 +52,6 @@ from submission.helper import (finetune, initialize_perceiver_model, initialize_
 from submission.model import GPTConfig
 from submission.trainer import Interrupted
 
-# torch's hundreds of thousands of Python objects live as long as the process:
-# frozen, the garbage collector skips them in its passes (torch.optim's first use
-# imports torch._dynamo, whose passes then take a tenth of the time) and at exit
-# (0.4 s a run otherwise). Frozen again at exit for what came since.
-gc.freeze()
-
 # Keep the block size fixed at 128 for this assignment
 BLOCK_SIZE = options.BLOCK_SIZE
 
@@ -243,6 +237,11 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    # torch's hundreds of thousands of Python objects live as long as the process:
+    # frozen, the garbage collector skips them in its passes (torch.optim's first use
+    # imports torch._dynamo, whose passes then take a tenth of the time) and at exit
+    # (0.4 s a run otherwise). Frozen again at exit for what came since.
+    gc.freeze()
     try:
         main()
         distributed.barrier()  # ranks leave together, after rank 0 has written its files
