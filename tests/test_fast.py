@@ -5,10 +5,12 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import lines_of, read
 from submission import GPT, CharCorruptionDataset, GPTConfig, NameDataset
-from submission import batching, evaluate
+from submission import attention, batching, evaluate
+from submission.model import packed_mask
 
 
 @pytest.fixture(scope='module')
@@ -94,6 +96,37 @@ def test_packed_gradients_match(pre):
     for n, p in exact.named_parameters():
         assert torch.allclose(p.grad, g1[n], atol=1e-6), n
 
+
+
+@pytest.mark.parametrize('with_bias', [False, True])
+def test_cpu_training_attention_is_the_course_formula_under_its_dropout_mask(with_bias):
+    """Training on a CPU takes attend()'s own branch (16-bit dropout sampler, scores masked
+    in place outside autograd). Under the same keep mask its output and its gradients for
+    q, k and v are the course's formula's, on a packed row of two examples (a missing mask
+    would let them see each other) with and without the synthesizer's per-key bias."""
+    torch.manual_seed(0)
+    B, h, T, d, p, scale = 3, 2, 20, 8, 0.1, 0.3
+    mask = packed_mask(torch.cat([torch.arange(7), torch.arange(13)]).expand(B, T))
+    q, k, v = (torch.randn(B, h, T, d, requires_grad=True) for _ in range(3))
+    bias = torch.randn(B, 1, 1, T) if with_bias else None
+    g = torch.randn(B, h, T, d)
+
+    torch.manual_seed(1)
+    out = attention.attend(q, k, v, bias, mask, scale, p, exact=False)
+    out.backward(g)
+    got = [out.detach()] + [t.grad for t in (q, k, v)]
+    q.grad = k.grad = v.grad = None
+
+    torch.manual_seed(1)  # the same draws: the keep mask attend() used
+    keep = attention.keep_mask(torch.empty(B, h, T, T), p)
+    att = (q @ k.transpose(-2, -1)) * scale + (0 if bias is None else bias)
+    att = F.softmax(att.masked_fill(~mask, -1e10), dim=-1)
+    ref = (att * keep / (1 - p)) @ v
+    ref.backward(g)
+    want = [ref.detach()] + [t.grad for t in (q, k, v)]
+    assert 0.07 < 1 - keep.float().mean() < 0.13  # the mask drops about p of the weights
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-5)
 
 @pytest.mark.parametrize('synth', [False, True])
 def test_batched_greedy_equals_one_at_a_time_on_dev(pre, synth, world_data):

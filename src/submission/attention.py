@@ -85,7 +85,15 @@ def attend(q, k, v, bias, mask, scale, dropout_p, exact):
         if bias is not None:
             att = att + bias
         # -1e10 as in the course; exp() of it is exactly 0 either way.
-        att = att.masked_fill(~mask, -1e10)
+        if exact:
+            att = att.masked_fill(~mask, -1e10)
+        else:
+            # In place and outside autograd: softmax's gradient is exactly 0 where
+            # its output is, so masked_fill's backward (a copy of the scores'
+            # gradient, zeroed there) would change no bit; this skips two passes
+            # over the (B, h, T, T) scores, forward and backward.
+            with torch.no_grad():
+                att.masked_fill_(~mask, -1e10)
         att = F.softmax(att, dim=-1)
         if exact:
             att = F.dropout(att, dropout_p, training=dropout_p > 0)
