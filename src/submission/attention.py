@@ -16,7 +16,8 @@ callers:
 * the exact course computation (explicit scores, masked_fill, softmax, dropout),
 * the fast path: torch's fused scaled_dot_product_attention, except when
   training on a CPU, whose fused kernel has no dropout; there the plain formula
-  with a cheaper dropout sampler (`dropout()`), and
+  with a cheaper dropout sampler (`dropout()`) and the scores masked in place,
+  and
 * cached decoding (evaluate.py): a `LayerCache` keeps a layer's keys and
   values, and each step adds one position per row.
 
@@ -78,9 +79,10 @@ def attend(q, k, v, bias, mask, scale, dropout_p, exact):
     additive (B or 1, 1, 1, Tk) per-key scores; mask: bool (B or 1, 1, Tq, Tk),
     True where a query may look at a key.
     """
-    if exact or (dropout_p > 0 and q.device.type == 'cpu'):
+    if exact or (q.device.type == 'cpu' and torch.is_grad_enabled()):
         # The plain formula: the course's computation, and the fast path's
-        # training on CPUs, whose fused kernel has no dropout.
+        # training on CPUs, where the fused kernel has no dropout and, with the
+        # mask below, is no faster at the course's rows and slower at short ones.
         att = (q @ k.transpose(-2, -1)) * scale
         if bias is not None:
             att = att + bias
@@ -97,9 +99,10 @@ def attend(q, k, v, bias, mask, scale, dropout_p, exact):
         att = F.softmax(att, dim=-1)
         if exact:
             att = F.dropout(att, dropout_p, training=dropout_p > 0)
-            return att @ v
-        # Dropout's 1/(1-p) applied to the output, which is smaller than the weights.
-        return (torch.where(keep_mask(att, dropout_p), att, 0.0) @ v) * (1.0 / (1.0 - dropout_p))
+        elif dropout_p > 0:
+            # Dropout's 1/(1-p) applied to the output, which is smaller than the weights.
+            return (torch.where(keep_mask(att, dropout_p), att, 0.0) @ v) * (1.0 / (1.0 - dropout_p))
+        return att @ v
     B, h, T = max(q.size(0), k.size(0)), q.size(1), q.size(2)
     q, k, v = q.expand(B, h, -1, -1), k.expand(B, h, -1, -1), v.expand(B, h, -1, -1)
     if bias is not None:
