@@ -60,6 +60,24 @@ def test_logits_match_in_eval_fp32(pre, synth):
         assert (exact(x)[0] - fast(x)[0]).abs().max() < 1e-4
 
 
+
+def test_pack_places_examples_first_fit_longest_first():
+    """Lengths 5, 3, 4, 2 into rows of 7: the 5 opens row 0, the 4 row 1, the 3 fits after
+    the 4, the 2 after the 5; each token keeps its id, its target and its position inside
+    its own example, and padding is id 0 at position 0."""
+    examples = [(torch.arange(10, 10 + n), torch.arange(50, 50 + n)) for n in (5, 3, 4, 2)]
+    x, y, pos = batching.pack(examples, 7)
+    assert x.tolist() == [[10, 11, 12, 13, 14, 10, 11], [10, 11, 12, 13, 10, 11, 12]]
+    assert y.tolist() == [[50, 51, 52, 53, 54, 50, 51], [50, 51, 52, 53, 50, 51, 52]]
+    assert pos.tolist() == [[0, 1, 2, 3, 4, 0, 1], [0, 1, 2, 3, 0, 1, 2]]
+    x, y, pos = batching.pack(examples[:1] + examples[3:], 9)  # 5 + 2 in one row of 7, cut to 7
+    assert x.tolist() == [[10, 11, 12, 13, 14, 10, 11]] and pos.tolist() == [[0, 1, 2, 3, 4, 0, 1]]
+    x, y, pos = batching.pack([examples[0], examples[0]], 7)  # two rows; padding id 0, pos 0
+    assert x.tolist() == [[10, 11, 12, 13, 14], [10, 11, 12, 13, 14]]
+    x, y, pos = batching.pack([examples[0], examples[3], examples[2]], 6)
+    assert x.tolist() == [[10, 11, 12, 13, 14, 0], [10, 11, 12, 13, 10, 11]]
+    assert y[0, 5] == 0 and pos[0, 5] == 0
+
 @pytest.mark.parametrize('synth', [False, True])
 @pytest.mark.parametrize('dataset', ['pretrain', 'finetune'])
 def test_packed_loss_equals_unpacked(pre, names, synth, dataset):

@@ -58,32 +58,27 @@ def encode(text, stoi):
 def pack(examples, width):
     """Pack (x, y) examples into rows of at most `width` tokens (first fit, longest first)."""
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i][0]))
-    rows, fill = [], []
+    fill, place = [], {}  # tokens in each row so far; example -> (row, column)
     for i in order:
         n = len(examples[i][0])
-        for r in range(len(rows)):
-            if fill[r] + n <= width:
-                rows[r].append(i)
-                fill[r] += n
-                break
-        else:
-            rows.append([i])
-            fill.append(n)
+        r = next((r for r, f in enumerate(fill) if f + n <= width), len(fill))
+        if r == len(fill):
+            fill.append(0)
+        place[i] = (r, fill[r])
+        fill[r] += n
     T = max(fill)
-    # Padding keeps id 0 (ignored by the loss) and pos 0 (a one-token example of its own).
-    x = torch.zeros(len(rows), T, dtype=torch.long)
-    y = torch.zeros(len(rows), T, dtype=torch.long)
-    pos = torch.zeros(len(rows), T, dtype=torch.long)
-    for r, members in enumerate(rows):
-        at = 0
-        for i in members:
-            ex, ey = examples[i]
-            n = len(ex)
-            x[r, at:at + n] = ex
-            y[r, at:at + n] = ey
-            pos[r, at:at + n] = torch.arange(n)
-            at += n
-    return x, y, pos
+    # Every token written at once to its row and column (not three copies an
+    # example). Padding keeps id 0 (ignored by the loss) and pos 0 (a one-token
+    # example of its own).
+    lengths = torch.tensor([len(examples[i][0]) for i in order])
+    pos = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+    starts = torch.tensor([r * T + c for r, c in (place[i] for i in order)])
+    at = torch.repeat_interleave(starts, lengths) + pos
+    x, y, p = (torch.zeros(len(fill) * T, dtype=torch.long) for _ in range(3))
+    x[at] = torch.cat([examples[i][0] for i in order])
+    y[at] = torch.cat([examples[i][1] for i in order])
+    p[at] = pos
+    return x.view(-1, T), y.view(-1, T), p.view(-1, T)
 
 
 class Prefetcher:
