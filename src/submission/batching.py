@@ -78,7 +78,7 @@ def pack(examples, width):
     x[at] = torch.cat([examples[i][0] for i in order])
     y[at] = torch.cat([examples[i][1] for i in order])
     p[at] = pos
-    return x.view(-1, T), y.view(-1, T), p.view(-1, T)
+    return x.view(len(fill), T), y.view(len(fill), T), p.view(len(fill), T)
 
 
 class Prefetcher:
