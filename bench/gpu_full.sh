@@ -3,6 +3,11 @@
 #
 #   bench/gpu_full.sh [VARIANT ...] [-- extra run.py options, e.g. --precision=bf16]
 #
+# The extra options go to every training step; the evaluation steps get only those
+# evaluation takes (--device=..., --exact, --threads=...; give each as --name=value).
+# `bench/gpu_full.sh vanilla -- --max_steps=1 --device=cpu` checks the whole script
+# on a CPU in a minute.
+#
 # VARIANT: vanilla, synthesizer, perceiver or rope. vanilla also runs the course's
 # finetune-without-pretraining steps. Each variant: pretrain (650 epochs), finetune,
 # dev and test evaluation, with the course settings and the fast path. Every step's
@@ -22,6 +27,11 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
 done
 [ "${1:-}" = "--" ] && shift
 [ ${#variants[@]} -gt 0 ] || variants=(vanilla synthesizer)
+# run.py refuses options a function does not use (e.g. --precision or --max_steps with evaluate).
+eval_opts=()
+for o in "$@"; do
+    case "$o" in --device=*|--exact|--threads=*) eval_opts+=("$o") ;; esac
+done
 PY=${PYTHON:-python}
 data=$("$PY" -c 'from submission.files import course_data_dir; print(course_data_dir() or "")')
 [ -n "$data" ] || { echo "error: the course data is missing: put it in src/data (see src/data/README.md)" >&2; exit 2; }
@@ -53,13 +63,13 @@ step() {
 for v in "${variants[@]}"; do
     if [ "$v" = vanilla ]; then
         step vanilla_finetune_without_pretrain "$@"
-        step vanilla_eval_dev_without_pretrain "$@"
-        step vanilla_eval_test_without_pretrain "$@"
+        step vanilla_eval_dev_without_pretrain "${eval_opts[@]}"
+        step vanilla_eval_test_without_pretrain "${eval_opts[@]}"
     fi
     step "${v}_pretrain" "$@"
     step "${v}_finetune_with_pretrain" "$@"
-    step "${v}_eval_dev_with_pretrain" "$@"
-    step "${v}_eval_test_with_pretrain" "$@"
+    step "${v}_eval_dev_with_pretrain" "${eval_opts[@]}"
+    step "${v}_eval_test_with_pretrain" "${eval_opts[@]}"
 done
 echo
 echo "== summary ($gpu)"

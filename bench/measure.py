@@ -79,7 +79,7 @@ def log_summary(path):
     end = next((r for r in records[start:] if r.get('event') == 'end'), {})
     mean = end.get('elapsed', 0) / max(1, len(steps))
     rate = statistics.median(r['tokens_per_s'] for r in steps) if steps else 0
-    return (f'{len(steps)} steps, {1000 * mean:.1f} ms a step on average, {rate:,.0f} course tokens/s, '
+    return (f'{len(steps)} step{"" if len(steps) == 1 else "s"}, {1000 * mean:.1f} ms a step on average, {rate:,.0f} course tokens/s, '
             f'peak {end.get("peak_mb")} MB')
 
 

@@ -1,11 +1,12 @@
 """The real command lines: every run.sh command end to end, and the bad inputs of the first probe
 (test_bad_inputs.py has the rest). Data: the synthetic world, in the course's formats."""
 import os
+import shutil
 
 import pytest
 import torch
 
-from conftest import assert_one_line_error, lines_of, run, run_py
+from conftest import ROOT, assert_one_line_error, lines_of, run, run_py
 
 COURSE = ['--pretrain_corpus_path=data/wiki.txt']
 
@@ -180,3 +181,33 @@ def test_bad_finetune_lines(src_copy, tmp_path):
     f.write_text('Where was A born?\tParis\nno tab here\n')
     bad(src_copy, ['--function=finetune', '--variant=vanilla', *COURSE, '--writing_params_path=x.params',
                    f'--finetune_corpus_path={f}'], 'line 2')
+
+
+def test_gpu_full_sh_runs_the_whole_pipeline_on_a_cpu(src_copy, tmp_path):
+    """bench/gpu_full.sh end to end, as its one GPU session would run it but on a CPU with one
+    step a training run: every step ends, the evaluations get only the options evaluation takes
+    (run.py refuses --precision and --max_steps there), and $OUT/gpu_full.tsv has a row per step."""
+    bench = tmp_path / 'bench'  # beside the scratch src/, as bench/ is beside src/
+    bench.mkdir()
+    for name in ('gpu_full.sh', 'measure.py'):
+        shutil.copy(os.path.join(ROOT, 'bench', name), bench / name)
+    out = tmp_path / 'out'
+    out.mkdir()
+    p = run(['bash', str(bench / 'gpu_full.sh'), 'vanilla', '--', '--max_steps=1', '--precision=fp32',
+             '--device=cpu'], tmp_path, env={'OUT': str(out)})
+    assert p.returncode == 0 and 'error:' not in p.stdout + p.stderr, p.stderr[-2000:]
+    rows = [line.split('\t') for line in (out / 'gpu_full.tsv').read_text().splitlines()]
+    assert rows[0] == ['step', 'seconds', 'result', 'device']
+    assert [r[0] for r in rows[1:]] == [
+        'vanilla_finetune_without_pretrain', 'vanilla_eval_dev_without_pretrain', 'vanilla_eval_test_without_pretrain',
+        'vanilla_pretrain', 'vanilla_finetune_with_pretrain', 'vanilla_eval_dev_with_pretrain',
+        'vanilla_eval_test_with_pretrain']
+    for name, seconds, result, device in rows[1:]:
+        assert float(seconds) > 0 and device == 'no GPU (cpu)'
+        if 'eval_dev' in name:
+            assert result.startswith('Correct:')
+        elif 'eval_test' in name:
+            assert 'no targets' in result
+        else:
+            assert result.startswith('1 step, ') and 'course tokens/s' in result and 'peak' in result
+    assert 'total:' in p.stdout
