@@ -6,7 +6,7 @@
 # The extra options go to every training step; the evaluation steps get only those
 # evaluation takes (--device=..., --exact, --threads=...; give each as --name=value).
 # `bench/gpu_full.sh vanilla -- --max_steps=1 --device=cpu` checks the whole script
-# on a CPU in a minute.
+# on a CPU in about 30 s.
 #
 # VARIANT: vanilla, synthesizer, perceiver or rope. vanilla also runs the course's
 # finetune-without-pretraining steps. Each variant: pretrain (650 epochs), finetune,

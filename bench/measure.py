@@ -79,8 +79,8 @@ def log_summary(path):
     end = next((r for r in records[start:] if r.get('event') == 'end'), {})
     mean = end.get('elapsed', 0) / max(1, len(steps))
     rate = statistics.median(r['tokens_per_s'] for r in steps) if steps else 0
-    return (f'{len(steps)} step{"" if len(steps) == 1 else "s"}, {1000 * mean:.1f} ms a step on average, {rate:,.0f} course tokens/s, '
-            f'peak {end.get("peak_mb")} MB')
+    return (f'{len(steps)} step{"" if len(steps) == 1 else "s"}, {1000 * mean:.1f} ms a step on average, '
+            f'{rate:,.0f} course tokens/s, peak {end.get("peak_mb")} MB')
 
 
 if __name__ == '__main__':
