@@ -71,14 +71,15 @@ def pack(examples, width):
     # example). Padding keeps id 0 (ignored by the loss) and pos 0 (a one-token
     # example of its own).
     lengths = torch.tensor([len(examples[i][0]) for i in order])
-    pos = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+    # Each token's position inside its own example, in the examples' joined order.
+    inside = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
     starts = torch.tensor([r * T + c for r, c in (place[i] for i in order)])
-    at = torch.repeat_interleave(starts, lengths) + pos
-    x, y, p = (torch.zeros(len(fill) * T, dtype=torch.long) for _ in range(3))
+    at = torch.repeat_interleave(starts, lengths) + inside
+    x, y, pos = (torch.zeros(len(fill) * T, dtype=torch.long) for _ in range(3))
     x[at] = torch.cat([examples[i][0] for i in order])
     y[at] = torch.cat([examples[i][1] for i in order])
-    p[at] = pos
-    return x.view(len(fill), T), y.view(len(fill), T), p.view(len(fill), T)
+    pos[at] = inside
+    return x.view(len(fill), T), y.view(len(fill), T), pos.view(len(fill), T)
 
 
 class Prefetcher:
