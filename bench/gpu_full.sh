@@ -4,7 +4,7 @@
 #   bench/gpu_full.sh [VARIANT ...] [-- extra run.py options, e.g. --precision=bf16]
 #
 # The extra options go to every training step; the evaluation steps get only those
-# evaluation takes (--device=..., --exact, --threads=...; give each as --name=value).
+# evaluation takes (run.py's list, options.USES; give each as --name=value).
 # `bench/gpu_full.sh vanilla -- --max_steps=1 --device=cpu` checks the whole script
 # on a CPU in about 30 s.
 #
@@ -27,12 +27,13 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
 done
 [ "${1:-}" = "--" ] && shift
 [ ${#variants[@]} -gt 0 ] || variants=(vanilla synthesizer)
+PY=${PYTHON:-python}
 # run.py refuses options a function does not use (e.g. --precision or --max_steps with evaluate).
+takes=" $("$PY" -c 'from submission.options import USES; print(" ".join(USES["evaluate"]))') "
 eval_opts=()
 for o in "$@"; do
-    case "$o" in --device=*|--exact|--threads=*) eval_opts+=("$o") ;; esac
+    if [[ "$takes" == *" ${o%%=*} "* ]]; then eval_opts+=("$o"); fi
 done
-PY=${PYTHON:-python}
 data=$("$PY" -c 'from submission.files import course_data_dir; print(course_data_dir() or "")')
 [ -n "$data" ] || { echo "error: the course data is missing: put it in src/data (see src/data/README.md)" >&2; exit 2; }
 mkdir -p data

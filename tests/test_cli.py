@@ -193,8 +193,8 @@ def test_gpu_full_sh_runs_the_whole_pipeline_on_a_cpu(src_copy, tmp_path):
         shutil.copy(os.path.join(ROOT, 'bench', name), bench / name)
     out = tmp_path / 'out'
     out.mkdir()
-    p = run(['bash', str(bench / 'gpu_full.sh'), 'vanilla', '--', '--max_steps=1', '--precision=fp32',
-             '--device=cpu'], tmp_path, env={'OUT': str(out)})
+    p = run(['bash', str(bench / 'gpu_full.sh'), 'vanilla', '--', '--device=cpu', '--max_steps=1',
+             '--precision=fp32'], tmp_path, env={'OUT': str(out)})
     assert p.returncode == 0 and 'error:' not in p.stdout + p.stderr, p.stderr[-2000:]
     rows = [line.split('\t') for line in (out / 'gpu_full.tsv').read_text().splitlines()]
     assert rows[0] == ['step', 'seconds', 'result', 'device']
