@@ -22,6 +22,7 @@ Course options:
 Our options:
     --bottleneck_dim=M              perceiver: the bottleneck's number of slots (default 32)
     --max_epochs=N                  override the course's number of epochs (smoke tests)
+    --schedule_epochs=N             train N epochs, the learning rate's decay fitted to them
     --max_steps=N                   stop after N optimizer steps
     --seed=N                        seed for every source of randomness (default 0)
     --device=DEVICE                 cpu, cuda, cuda:N or mps (default: the first available of cuda, mps, cpu)

@@ -24,11 +24,12 @@ PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 SEED_LIMIT = 2 ** 32  # seeds feed torch.manual_seed and the epoch order, which must not overflow
 BOTTLENECK_DIM = 32  # the perceiver's slots, as the course's initialize_perceiver_model has them
 BLOCK_SIZE = 128  # the course's block size for every run
+EPOCH_LIMIT = 100_000  # far beyond any run, and small enough that token counts stay exact in floats
 
 # Which of run.py's options each function uses; giving one it does not use is an
 # error (it would be ignored silently, e.g. --reading_params_path with pretrain).
 TRAINING = ('--variant', '--bottleneck_dim', '--pretrain_corpus_path', '--writing_params_path', '--max_epochs',
-            '--max_steps', '--seed', '--device', '--precision', '--compile', '--exact', '--resume',
+            '--schedule_epochs', '--max_steps', '--seed', '--device', '--precision', '--compile', '--exact', '--resume',
             '--checkpoint_every', '--threads')
 USES = {
     'pretrain': TRAINING,
@@ -75,6 +76,7 @@ class Options:
     compile: bool = False
     seed: int = 0
     max_epochs: int = None  # None: the course's number for the run
+    schedule_epochs: int = None  # N: train N epochs on the course's schedule fitted to them
     max_steps: int = None
     threads: int = None     # None: torch's own choice
     resume: bool = False
@@ -141,6 +143,19 @@ def bottleneck_dim(text, variant):
     return whole_number(text, '--bottleneck_dim', low=1, high=BLOCK_SIZE - 1)
 
 
+def schedule(text, max_epochs, exact):
+    """--schedule_epochs=N: a whole number of epochs, 1 to EPOCH_LIMIT; not with --exact (the course's
+    schedule) nor with --max_epochs (which cuts the course's schedule short instead of fitting one)."""
+    if text is None:
+        return None
+    if exact:
+        raise UsageError(f'--schedule_epochs fits a schedule of our own; --exact runs the course\'s: '
+                         f'drop one of them')
+    if max_epochs is not None:
+        raise UsageError(f'--schedule_epochs={text} sets the number of epochs itself; drop --max_epochs={max_epochs}')
+    return whole_number(text, '--schedule_epochs', high=EPOCH_LIMIT)
+
+
 def cpu_has_native_bf16():
     try:
         with open('/proc/cpuinfo') as f:
@@ -190,6 +205,7 @@ def from_command_line(args):
         raise UsageError(f'unknown --variant={variant}; use {", ".join(VARIANTS[:-1])} or {VARIANTS[-1]}')
     bottleneck = bottleneck_dim(args['--bottleneck_dim'], variant)
     exact = bool(args['--exact'])
+    schedule_epochs = schedule(args['--schedule_epochs'], args['--max_epochs'], exact)
     device = device_named(args['--device'])
     number = lambda key, **kw: None if args[key] is None else whole_number(args[key], key, **kw)
     return Options(
@@ -200,7 +216,7 @@ def from_command_line(args):
         exact=exact, device=device, precision=precision_for(args['--precision'] or 'auto', device, exact),
         compile=bool(args['--compile']),
         seed=number('--seed', low=0, high=SEED_LIMIT - 1) or 0,
-        max_epochs=number('--max_epochs'), max_steps=number('--max_steps'),
+        max_epochs=number('--max_epochs'), schedule_epochs=schedule_epochs, max_steps=number('--max_steps'),
         threads=number('--threads', high=os.cpu_count() * 4),
         resume=bool(args['--resume']),
         checkpoint_every=300.0 if args['--checkpoint_every'] is None

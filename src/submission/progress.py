@@ -17,6 +17,9 @@ def fmt_time(seconds):
     return f'{h}:{rest // 60:02d}:{rest % 60:02d}' if h else f'{rest // 60}:{rest % 60:02d}'
 
 
+ESTIMATE_AFTER = 5  # steps timed, after the first (which warms up), before the run's time is estimated
+
+
 class Progress:
     def __init__(self, total_steps, done_steps=0, enabled=True, interval=30.0, stream=None):
         self.total = total_steps
@@ -26,15 +29,37 @@ class Progress:
         self.stream = stream or sys.stderr
         self.start = time.time()
         self.last_line = self.start
+        self.first_step = None  # (step, time) when this session's first step was shown
         self.bar = None
         if enabled and self.stream.isatty():
             from tqdm import tqdm
             self.bar = tqdm(total=total_steps, initial=done_steps, file=self.stream,
                             dynamic_ncols=True, smoothing=0.05)
 
+    def say(self, text):
+        """One line above the bar (or among the plain lines)."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def estimate(self, step):
+        """Once ESTIMATE_AFTER steps after the first are timed: the wall time of the steps left, said once."""
+        now = time.time()
+        if self.first_step is None:
+            self.first_step = (step, now)
+        elif self.first_step and step - self.first_step[0] >= ESTIMATE_AFTER:
+            done, since = step - self.first_step[0], now - self.first_step[1]
+            self.say(f'estimated time left: {fmt_time((self.total - step) * since / done)} on this machine '
+                     f'({since / done:.2f} s a step over steps {self.first_step[0] + 1}-{step})')
+            self.first_step = ()  # said
+
     def update(self, step, epoch, max_epochs, loss, lr, tokens_per_s):
         if not self.enabled:
             return
+        self.estimate(step)
         rate = (step - self.done_at_start) / max(1e-9, time.time() - self.start)
         eta = (self.total - step) / rate if rate > 0 else 0.0
         text = (f'epoch {epoch + 1}/{max_epochs} step {step}/{self.total} loss {loss:.4f} '

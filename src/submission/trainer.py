@@ -13,6 +13,7 @@ Trainer runs the course computation. train() reads top to bottom:
 set-up, then for each epoch `run_epoch`, which calls `optimize` once per
 batch; the resumable checkpoint is a small `checkpoint.Checkpointer`.
 """
+import copy
 import logging
 import math
 import os
@@ -74,6 +75,19 @@ def lr_at(tokens, config):
     return config.learning_rate * lr_mult
 
 
+def fitted_schedule(config, epochs, dataset):
+    """The course's schedule fitted to a run of `epochs` epochs (--schedule_epochs): the
+    same linear warmup, then the cosine reaching its floor (0.1 x learning_rate) at the
+    run's last step. The course's final_tokens (200 epochs of block_size tokens) would
+    leave a run shorter than 200 epochs near its peak rate when it stops. Returns a copy
+    of config; the course's own TrainerConfig is left as it is."""
+    fitted = copy.copy(config)
+    fitted.max_epochs = epochs
+    # The tokens of the whole run, as the course counts them: every position of every row.
+    fitted.final_tokens = epochs * len(dataset) * (dataset.block_size - 1)
+    return fitted
+
+
 def peak_memory_mb(device):
     """The most memory this process has held: on a GPU, torch's allocations there; else resident memory."""
     if str(device).startswith('cuda'):
@@ -98,8 +112,10 @@ class Trainer:
         self.model = model
         self.train_dataset = train_dataset
         self.test_dataset = test_dataset
-        self.config = config
         self.options = options or Options()
+        if self.options.schedule_epochs:
+            config = fitted_schedule(config, self.options.schedule_epochs, train_dataset)
+        self.config = config
         self.device = self.options.device
         self.tokens = 0  # the course's counter for the learning-rate schedule
         self.step = 0
@@ -158,6 +174,13 @@ class Trainer:
         """The progress display and the metrics log beside the params file (with its start record)."""
         main, opts = distributed.is_main(), self.options
         self.show = progress.Progress(self.total_steps, self.step, enabled=opts.progress and main)
+        plan = (f'{self.max_epochs} epoch{"s" * (self.max_epochs != 1)} of {self.steps_per_epoch} '
+                f'step{"s" * (self.steps_per_epoch != 1)} of {self.config.batch_size}')
+        if self.total_steps < self.max_epochs * self.steps_per_epoch:
+            plan = f'cut short by --max_steps: {plan}'
+        done = f', {self.step:,} of them done' if self.step else ''
+        self.show.say(f'training {self.total_steps:,} steps ({plan}){done}; their time is estimated '
+                      f'after the first few')
         self.metrics = progress.MetricsLog(params_path and params_path + '.log.jsonl', enabled=main)
         self.metrics.write({'event': 'start', 'settings': settings, 'seed': opts.seed,
                             'resumed_from_step': self.step, 'world_size': distributed.world_size(),
@@ -205,6 +228,7 @@ class Trainer:
             'max_epochs': self.max_epochs, 'batch_size': self.config.batch_size,
             'learning_rate': self.config.learning_rate, 'vocab_size': conf.vocab_size,
             'block_size': conf.block_size, 'exact': opts.exact, 'precision': opts.precision, 'seed': opts.seed,
+            'schedule_epochs': opts.schedule_epochs,
         }
 
     def make_optimizer(self, model):

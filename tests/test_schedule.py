@@ -1,0 +1,107 @@
+"""The learning-rate schedule fitted to a run (--schedule_epochs), and the course's kept as it is.
+
+The course's cosine reaches its floor at final_tokens = 200 epochs of block_size
+tokens, whatever the number of epochs run; --schedule_epochs=N places it at the
+end of N epochs instead. Checked on the formula and through the real command line
+(the learning rate every step logs). Data: the synthetic world."""
+import json
+import math
+
+import pytest
+
+from conftest import assert_one_line_error, run_py
+from submission.dataset import CharCorruptionDataset
+from submission.trainer import TrainerConfig, fitted_schedule, lr_at
+
+COURSE_PRETRAIN = dict(max_epochs=650, batch_size=128, learning_rate=6e-3, lr_decay=True, warmup_tokens=512 * 20)
+
+
+def world_corpus(world_data):
+    with open(f'{world_data}/wiki.txt', encoding='utf-8') as f:
+        return CharCorruptionDataset(f.read(), 128)
+
+
+def course_config(dataset):
+    return TrainerConfig(final_tokens=200 * len(dataset) * 128, **COURSE_PRETRAIN)
+
+
+def log_records(path):
+    with open(path, encoding='utf-8') as f:
+        return [json.loads(line) for line in f]
+
+
+def pretrain(world_data, params, *extra):
+    return run_py(['--function=pretrain', '--variant=vanilla', f'--pretrain_corpus_path={world_data}/wiki.txt',
+                   f'--writing_params_path={params}', '--precision=fp32', '--threads=1', *extra])
+
+
+@pytest.mark.parametrize('epochs', [3, 10, 40])
+def test_fitted_schedule_ends_at_its_floor_and_scales_with_the_run(world_data, epochs):
+    data = world_corpus(world_data)
+    course = course_config(data)
+    fitted = fitted_schedule(course, epochs, data)
+    per_epoch = len(data) * 127  # the course counts every position of every row
+    assert fitted.max_epochs == epochs and fitted.final_tokens == epochs * per_epoch
+    assert (course.max_epochs, course.final_tokens) == (650, 200 * len(data) * 128)  # the course's left alone
+    assert lr_at(epochs * per_epoch, fitted) == pytest.approx(6e-4, rel=1e-12)  # the floor, at the last step
+    # Warmup as the course's; the decay's midpoint halfway through the run; the course's
+    # max(0.1, cosine) meets its floor at 80 % of the run: positions scale with N.
+    assert lr_at(5120, fitted) == pytest.approx(3e-3)
+    assert lr_at(10240 + (epochs * per_epoch - 10240) / 2, fitted) == pytest.approx(3e-3)
+    progress = lambda share: (share * epochs * per_epoch - 10240) / (epochs * per_epoch - 10240)
+    assert lr_at(0.7 * epochs * per_epoch, fitted) == pytest.approx(
+        6e-3 * 0.5 * (1 + math.cos(math.pi * progress(0.7))))
+    assert lr_at(0.7 * epochs * per_epoch, fitted) > 6e-4 * 1.5
+    assert lr_at(0.81 * epochs * per_epoch, fitted) == pytest.approx(6e-4)
+
+
+def test_schedule_epochs_through_the_command_line(world_data, tmp_path):
+    """A whole short run: its last step logs the floor; it says its steps and their time."""
+    params = tmp_path / 'p.params'
+    p = pretrain(world_data, params, '--schedule_epochs=2')
+    assert p.returncode == 0, p.stderr
+    data = world_corpus(world_data)
+    steps = [r for r in log_records(str(params) + '.log.jsonl') if 'event' not in r]
+    per_epoch_steps = math.ceil(len(data) / 128)
+    assert len(steps) == 2 * per_epoch_steps and steps[-1]['epoch'] == 2
+    assert steps[-1]['lr'] == pytest.approx(6e-4, rel=1e-12)
+    assert steps[len(steps) // 2 - 1]['lr'] > 2e-3  # still high halfway
+    assert f'training {2 * per_epoch_steps} steps (2 epochs of {per_epoch_steps} steps of 128)' in p.stderr
+    assert 'estimated time left: ' in p.stderr and ' s a step over steps 2-6)' in p.stderr
+
+
+def test_course_schedule_and_max_epochs_keep_their_meaning(world_data, tmp_path):
+    """Without --schedule_epochs the logged rate is the course's formula (cosine to 200 epochs), also
+    with --max_epochs and --max_steps cutting the run."""
+    data = world_corpus(world_data)
+    course = course_config(data)
+    for extra in (['--max_epochs=2'], ['--max_steps=3']):
+        params = tmp_path / f'{extra[0][2:].split("=")[0]}.params'
+        p = pretrain(world_data, params, *extra)
+        assert p.returncode == 0, p.stderr
+        steps = [r for r in log_records(str(params) + '.log.jsonl') if 'event' not in r]
+        tokens = 0
+        for r in steps:
+            batch = min(128, len(data) - 128 * ((r['step'] - 1) % math.ceil(len(data) / 128)))
+            tokens += batch * 127
+            assert r['lr'] == lr_at(tokens, course)
+        assert steps[-1]['lr'] > 5.9e-3  # the course's rate is near its peak after a couple of epochs
+
+
+@pytest.mark.parametrize('value, needle', [
+    ('0', 'out of range'), ('-3', 'out of range'), ('ten', 'whole number'), ('2.5', 'whole number'),
+    ('100001', 'out of range'),
+])
+def test_bad_schedule_epochs(world_data, tmp_path, value, needle):
+    p = pretrain(world_data, tmp_path / 'x.params', f'--schedule_epochs={value}')
+    assert_one_line_error(p, '--schedule_epochs', needle)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize('extra, needle', [
+    (['--exact'], '--exact runs the course'), (['--max_epochs=3'], 'drop --max_epochs=3'),
+])
+def test_schedule_epochs_refused_with_exact_or_max_epochs(world_data, tmp_path, extra, needle):
+    p = pretrain(world_data, tmp_path / 'x.params', '--schedule_epochs=5', *extra)
+    assert_one_line_error(p, '--schedule_epochs', needle)
+    assert not list(tmp_path.iterdir())
