@@ -119,7 +119,7 @@ def test_packed_gradients_match(pre):
 @pytest.mark.parametrize('p', [0.1, 0.0])
 @pytest.mark.parametrize('with_bias', [False, True])
 def test_cpu_training_attention_is_the_course_formula_under_its_dropout_mask(with_bias, p):
-    """Training on a CPU (gradients on) takes attend()'s own branch (16-bit dropout sampler,
+    """Training on a CPU (gradients on) takes the cheaper plain formula (16-bit dropout sampler,
     scores masked in place outside autograd), with dropout and without (the demo's). Under the
     same keep mask its output and its gradients for q, k and v are the course's formula's, on
     a packed row of two examples (a missing mask would let them see each other), with and
@@ -132,12 +132,12 @@ def test_cpu_training_attention_is_the_course_formula_under_its_dropout_mask(wit
     g = torch.randn(B, h, T, d)
 
     torch.manual_seed(1)
-    out = attention.attend(q, k, v, bias, mask, scale, p, exact=False)
+    out = attention.plain_attention(q, k, v, bias, mask, scale, p, course=False)
     out.backward(g)
     got = [out.detach()] + [t.grad for t in (q, k, v)]
     q.grad = k.grad = v.grad = None
 
-    torch.manual_seed(1)  # the same draws: the keep mask attend() used
+    torch.manual_seed(1)  # the same draws: the keep mask plain_attention() used
     keep = attention.keep_mask(torch.empty(B, h, T, T), p) if p else torch.ones(B, h, T, T, dtype=torch.bool)
     att = (q @ k.transpose(-2, -1)) * scale + (0 if bias is None else bias)
     att = F.softmax(att.masked_fill(~mask, -1e10), dim=-1)
@@ -147,6 +147,75 @@ def test_cpu_training_attention_is_the_course_formula_under_its_dropout_mask(wit
     assert abs(1 - keep.float().mean() - p) < 0.03  # the mask drops about p of the weights
     for a, b in zip(got, want):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize('with_bias', [False, True])
+def test_fused_attention_with_gradients_is_the_course_formula(with_bias, monkeypatch):
+    """The GPU's training attention (scaled_dot_product_attention, the synthesizer's bias folded
+    into q and k and padded to a multiple of 8 wide), run on the CPU: without dropout its output
+    and its gradients for q, k and v are the course formula's, on a packed row of two examples."""
+    torch.manual_seed(0)
+    B, h, T, d, scale = 3, 2, 20, 32, 0.3
+    mask = packed_mask(torch.cat([torch.arange(7), torch.arange(13)]).expand(B, T))
+    q, k, v = (torch.randn(B, h, T, d, requires_grad=True) for _ in range(3))
+    bias = torch.randn(B, 1, 1, T) if with_bias else None
+    g = torch.randn(B, h, T, d)
+    widths = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, 'scaled_dot_product_attention', lambda q, k, *a, **kw: widths.append(
+        (q.size(-1), k.size(-1))) or sdpa(q, k, *a, **kw))
+
+    out = attention.fused_attention(q, k, v, bias, mask, scale, 0.0)
+    out.backward(g)
+    got = [out.detach()] + [t.grad for t in (q, k, v)]
+    q.grad = k.grad = v.grad = None
+    ref = attention.plain_attention(q, k, v, bias, mask, scale, 0.0, course=True)
+    ref.backward(g)
+    want = [ref.detach()] + [t.grad for t in (q, k, v)]
+    assert widths == [(40, 40)] if with_bias else widths == [(32, 32)]  # 32 + 1 padded to 40
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_fused_attention_drops_at_the_rate_asked():
+    """Its dropout (torch's, inside the kernel) at p = 0.1: uniform weights over the visible keys
+    and one-hot values show each weight; about a tenth of them are 0, the rest scaled by 1/(1-p)."""
+    torch.manual_seed(0)
+    B, h, T = 8, 4, 64
+    q = k = torch.zeros(B, h, T, T)
+    v = torch.eye(T).expand(B, h, T, T)
+    mask = attention.causal_mask(T, 'cpu')
+    out = attention.fused_attention(q, k, v, None, mask, 1.0, 0.1)
+    seen = out[mask.expand(B, h, T, T)]
+    weights = (1.0 / torch.arange(1, T + 1)).view(1, 1, T, 1).expand(B, h, T, T)[mask.expand(B, h, T, T)]
+    dropped = (seen == 0).float().mean().item()
+    assert abs(dropped - 0.1) < 0.01, dropped
+    kept = seen != 0
+    assert torch.allclose(seen[kept], weights[kept] / 0.9, rtol=1e-5)
+
+
+@pytest.mark.parametrize('synth', [False, True])
+def test_whole_model_trains_the_same_with_either_attention(pre, synth):
+    """A model switched to the fused kernel (GPTConfig(kernel='fused'), the GPU's choice) and one
+    on the course's computation give the same packed loss and gradients, dropout off."""
+    torch.manual_seed(0)
+    conf = dict(n_layer=2, n_head=4, n_embd=32, synthesizer=synth, embd_pdrop=0.0, resid_pdrop=0.0,
+                attn_pdrop=0.0)
+    exact = GPT(GPTConfig(pre.vocab_size, 128, **conf))
+    fused = GPT(GPTConfig(pre.vocab_size, 128, exact=False, kernel='fused', **conf))
+    fused.load_state_dict(exact.state_dict())
+    random.seed(3)
+    x, y, pos = batching.make_batch(pre, list(range(32)), exact=False)
+    losses, grads = [], []
+    for m in (exact, fused):
+        m.train()
+        loss = m(x, y, pos=pos)[1]
+        loss.backward()
+        losses.append(loss.item())
+        grads.append({n: p.grad for n, p in m.named_parameters()})
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-6), n
 
 
 @pytest.mark.parametrize('synth', [False, True])

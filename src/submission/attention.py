@@ -9,17 +9,16 @@
 
 Every module keeps its course's parameter names, shapes and buffers, so
 state_dicts load into plain course code and back. Each splits its work in two:
-making per-head queries, keys, values (and an additive key bias), and
-`attend()`, which mixes them. That split lets one piece of math serve three
-callers:
+making per-head queries, keys, values (and an additive key bias), and `mix()`,
+which attends over them with one of two computations (`kernel_for` chooses):
 
-* the exact course computation (explicit scores, masked_fill, softmax, dropout),
-* the fast path: torch's fused scaled_dot_product_attention, except when
-  training on a CPU, whose fused kernel has no dropout; there the plain formula
-  with a cheaper dropout sampler (`dropout()`) and the scores masked in place,
-  and
-* cached decoding (evaluate.py): a `LayerCache` keeps a layer's keys and
-  values, and each step adds one position per row.
+* `plain_attention`, the formula written out: the course's computation
+  (`--exact`), or the same formula made cheaper (the scores masked in place, a
+  cheaper dropout sampler, `dropout()`) for the fast path's CPU training and
+  for cached decoding (evaluate.py: a `LayerCache` keeps a layer's keys and
+  values, and each step adds one position per row);
+* `fused_attention`, torch's scaled_dot_product_attention: the fast path
+  elsewhere (GPUs, CPU inference without a cache).
 
 The synthesizer fits the same mould: its score for query i and key j is
 relu(x_i A + b1) . B[:, j] + b2[j], i.e. a dot product of the query with a
@@ -31,6 +30,8 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from . import compat
 
 
 # ---------------------------------------------------------------- dropout
@@ -72,53 +73,84 @@ def dropout_layer(config, p):
 
 # ---------------------------------------------------------------- the shared math
 
-def attend(q, k, v, bias, mask, scale, dropout_p, exact):
-    """softmax(q k^T * scale + bias, masked) v, for (B, h, T, d) heads.
+def plain_attention(q, k, v, bias, mask, scale, dropout_p, course=True):
+    """softmax(q k^T * scale + bias, masked) v, for (B, h, T, d) heads, written out.
 
     q, k, v may have batch 1 where the others have B (broadcast). bias: None or
     additive (B or 1, 1, 1, Tk) per-key scores; mask: bool (B or 1, 1, Tq, Tk),
     True where a query may look at a key.
+
+    course=True is the course's computation (out-of-place masked_fill with
+    -1e10, F.dropout). course=False is the same formula made cheaper, for the
+    fast path's CPU training and decoding: the mask filled in place, and the
+    cheaper dropout sampler.
     """
-    if exact or (q.device.type == 'cpu' and torch.is_grad_enabled()):
-        # The plain formula: the course's computation, and the fast path's
-        # training on CPUs, where the fused kernel has no dropout and, with the
-        # mask below, is no faster at the course's rows and slower at short ones.
-        att = (q @ k.transpose(-2, -1)) * scale
-        if bias is not None:
-            att = att + bias
-        # -1e10 as in the course; exp() of it is exactly 0 either way.
-        if exact:
-            att = att.masked_fill(~mask, -1e10)
-        else:
-            # In place and outside autograd: softmax's gradient is exactly 0 where
-            # its output is, so masked_fill's backward (a copy of the scores'
-            # gradient, zeroed there) would change no bit; this skips two passes
-            # over the (B, h, T, T) scores, forward and backward.
-            with torch.no_grad():
-                att.masked_fill_(~mask, -1e10)
-        att = F.softmax(att, dim=-1)
-        if exact:
-            att = F.dropout(att, dropout_p, training=dropout_p > 0)
-        elif dropout_p > 0:
-            # Dropout's 1/(1-p) applied to the output, which is smaller than the weights.
-            return (torch.where(keep_mask(att, dropout_p), att, 0.0) @ v) * (1.0 / (1.0 - dropout_p))
-        return att @ v
+    att = (q @ k.transpose(-2, -1)) * scale
+    if bias is not None:
+        att = att + bias
+    if course:
+        att = att.masked_fill(~mask, -1e10)
+    else:
+        # In place and outside autograd: softmax's gradient is exactly 0 where
+        # its output is, so masked_fill's backward (a copy of the scores'
+        # gradient, zeroed there) would change no bit; this skips two passes
+        # over the (B, h, T, T) scores, forward and backward. The dtype's own
+        # minimum, since -1e10 overflows fp16; exp() of either is exactly 0.
+        with torch.no_grad():
+            att.masked_fill_(~mask, torch.finfo(att.dtype).min)
+    att = F.softmax(att, dim=-1)
+    if course:
+        att = F.dropout(att, dropout_p, training=dropout_p > 0)
+    elif dropout_p > 0:
+        # Dropout's 1/(1-p) applied to the output, which is smaller than the weights.
+        return (torch.where(keep_mask(att, dropout_p), att, 0.0) @ v) * (1.0 / (1.0 - dropout_p))
+    return att @ v
+
+
+def fused_attention(q, k, v, bias, mask, scale, dropout_p):
+    """The same as plain_attention, through torch's scaled_dot_product_attention."""
     B, h, T = max(q.size(0), k.size(0)), q.size(1), q.size(2)
     q, k, v = q.expand(B, h, -1, -1), k.expand(B, h, -1, -1), v.expand(B, h, -1, -1)
     if bias is not None:
         # Fold the per-key bias into the dot product: [q, 1] . [k_j, bias_j / scale]
         # = q . k_j + bias_j / scale, so SDPA needs only the boolean mask and
-        # keeps its fused kernel (a float mask would force the slow path).
-        q = torch.cat([q, q.new_ones(B, h, T, 1)], dim=-1)
+        # keeps its fused kernel (a float mask would force the slow path). The
+        # fused CUDA kernels take head widths that are multiples of 8: the
+        # synthesizer's 32 + 1 is padded with zeros to 40, which adds 0 to every score.
+        width = q.size(-1) + 1
+        pad = -width % 8
+        q = torch.cat([q, q.new_ones(B, h, T, 1), q.new_zeros(B, h, T, pad)], dim=-1)
         col = (bias / scale).transpose(-2, -1).expand(B, h, -1, -1).to(k.dtype)
-        k = torch.cat([k, col], dim=-1)
+        k = torch.cat([k, col, k.new_zeros(B, h, k.size(2), pad)], dim=-1)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
 
 
-def mix(module, q, k, v, bias, mask, scale, exact):
-    """attend(), then heads side by side, the output projection and residual dropout."""
+KERNELS = ('auto', 'plain', 'fused')
+
+
+def kernel_for(module, q, cache):
+    """Which attention a call takes: the course's formula (exact mode), else the module's
+    `kernel` ('plain' or 'fused'), where 'auto' means: the plain formula when training on a
+    CPU (the fused kernel there has no cheaper dropout and, with the in-place mask, is no
+    faster at the course's rows and slower at short ones) and when decoding (a query or two
+    a row: the fused kernel saves nothing); the fused kernel elsewhere, where torch has it."""
+    if module.exact:
+        return 'course'
+    if module.kernel != 'auto':
+        return module.kernel
+    if cache is not None or (q.device.type == 'cpu' and torch.is_grad_enabled()) or not compat.HAS_SDPA:
+        return 'plain'
+    return 'fused'
+
+
+def mix(module, q, k, v, bias, mask, scale, cache=None):
+    """The attention (see kernel_for), then heads side by side, the output projection and residual dropout."""
     p = module.attn_drop.p if module.training else 0.0
-    y = attend(q, k, v, bias, mask, scale, p, exact)
+    kernel = kernel_for(module, q, cache)
+    if kernel == 'fused':
+        y = fused_attention(q, k, v, bias, mask, scale, p)
+    else:
+        y = plain_attention(q, k, v, bias, mask, scale, p, course=kernel == 'course')
     B, h, T, d = y.shape
     return module.resid_drop(module.proj(y.transpose(1, 2).contiguous().view(B, T, h * d)))
 
@@ -127,13 +159,11 @@ def self_attention(module, x, mask, pos, cache=None):
     """The forward pass of both self-attention modules: heads, attend, project."""
     T = x.size(1)
     q, k, v, bias, scale = module.heads(x, pos)
-    exact = module.exact
     if cache is not None:
         k, v, bias = cache.extend(k, v, bias, pos)
-        exact = True  # the plain formula: for a query or two a row, the fused kernel saves nothing
     elif mask is None:
         mask = module.mask[:, :, :T, :T] != 0
-    return mix(module, q, k, v, bias, mask, scale, exact)
+    return mix(module, q, k, v, bias, mask, scale, cache)
 
 
 def visible_upto(size, pos):
@@ -266,6 +296,7 @@ class CausalSelfAttention(nn.Module):
         add_causal_mask(self, config)
         self.n_head = config.n_head
         self.exact = getattr(config, "exact", True)
+        self.kernel = getattr(config, "kernel", "auto")
 
     def heads(self, x, pos):
         C = x.size(-1)
@@ -314,6 +345,7 @@ class SynthesizerAttention(nn.Module):
         self.block_size = config.block_size
         nn.init.uniform_(self.w2, -0.001, 0.001)
         self.exact = getattr(config, "exact", True)
+        self.kernel = getattr(config, "kernel", "auto")
 
     def heads(self, x, pos):
         B, T, C = x.size()
@@ -352,6 +384,7 @@ class CausalCrossAttention(nn.Module):
         add_causal_mask(self, config)
         self.n_head = config.n_head
         self.exact = getattr(config, "exact", True)
+        self.kernel = getattr(config, "kernel", "auto")
 
     def keys_values(self, x_kv):
         return split_heads(self.key(x_kv), self.n_head), split_heads(self.value(x_kv), self.n_head)
@@ -363,7 +396,7 @@ class CausalCrossAttention(nn.Module):
         """attend() with the course's scaling, projected; the caller's mask, or the course's."""
         if mask is None:
             mask = self.mask[:, :, :q.size(2), :k.size(2)] != 0
-        return mix(self, q, k, v, None, mask, 1.0 / math.sqrt(k.size(-1)), self.exact)
+        return mix(self, q, k, v, None, mask, 1.0 / math.sqrt(k.size(-1)))
 
     def forward(self, x_kv, x_q):
         k, v = self.keys_values(x_kv)

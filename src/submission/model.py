@@ -41,7 +41,8 @@ class GPTConfig:
     perceiver = False    # later course years: the bottleneck ...
     bottleneck_dim = None  # ... of this many slots
     rope = False         # later course years: rotary embeddings
-    exact = True  # ours: False uses torch's fused attention (same math, other rounding)
+    exact = True  # ours: False is the fast path (same math, other rounding)
+    kernel = 'auto'  # ours: the fast path's attention: auto, plain or fused (attention.kernel_for)
 
     def __init__(self, vocab_size, block_size, **kwargs):
         self.vocab_size = vocab_size
