@@ -3,10 +3,8 @@
     measure.py peak THREADS              matmul GFLOP/s at this model's shapes, fp32 and bf16
     measure.py batches DATA N            make_batch time (exact and fast) and the useful work of
                                          a pretraining batch (non-pad tokens, attention pairs)
-    measure.py log FILE                  a training run's steps, mean step time, tokens/s and peak
-                                         memory, from its metrics log (one line of text)
 
-Prints one line `RESULT {json}` (log: the line itself).
+Prints one line `RESULT {json}`.
 """
 import json
 import os
@@ -70,24 +68,8 @@ def batch_work(data, n):
     return out
 
 
-def log_summary(path):
-    """The latest run in a metrics log, in one line."""
-    with open(path, encoding='utf-8') as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    start = max(i for i, r in enumerate(records) if r.get('event') == 'start')
-    steps = [r for r in records[start:] if 'event' not in r]
-    end = next((r for r in records[start:] if r.get('event') == 'end'), {})
-    mean = end.get('elapsed', 0) / max(1, len(steps))
-    rate = statistics.median(r['tokens_per_s'] for r in steps) if steps else 0
-    return (f'{len(steps)} step{"" if len(steps) == 1 else "s"}, {1000 * mean:.1f} ms a step on average, '
-            f'{rate:,.0f} course tokens/s, peak {end.get("peak_mb")} MB')
-
-
 if __name__ == '__main__':
     what = sys.argv[1]
-    if what == 'log':
-        print(log_summary(sys.argv[2]))
-        sys.exit(0)
     if what == 'peak':
         result = matmul_peak(int(sys.argv[2]))
     elif what == 'batches':

@@ -38,6 +38,7 @@ Our options:
     --report_dir=DIR                report: where to write the report (default reports)
 """
 import gc
+import os
 import random
 import sys
 
@@ -206,9 +207,10 @@ def main(argv=None):
         files.input_file(o.eval_corpus_path, '--eval_corpus_path')
         return london_baseline(o)
     check_files(o)
-    if o.threads:
-        torch.set_num_threads(o.threads)
+    options.apply_to_torch(o)
     distributed.setup(o.device)
+    if distributed.is_main():
+        print(options.where_it_runs(o), flush=True)
     random.seed(o.seed)
     torch.manual_seed(o.seed)
 
@@ -218,10 +220,13 @@ def main(argv=None):
     elif o.function == 'evaluate':
         longest = BLOCK_SIZE - 1 - evaluate.STEPS if o.variant == 'synthesizer' else None
         eval_lines, _ = read_eval_lines(o.eval_corpus_path, longest)
+    if os.environ.get('RUN_SH_NPROC'):  # run.sh's check of everything before it starts torchrun
+        options.check_processes(o.device, int(os.environ['RUN_SH_NPROC']))
+        return
 
     # We don't suggest you change these hyperparameters, as they're known to work.
     mconf = GPTConfig(pretrain_dataset.vocab_size, pretrain_dataset.block_size,
-                      n_layer=4, n_head=8, n_embd=256, exact=o.exact)
+                      n_layer=4, n_head=8, n_embd=256, exact=o.exact, device=o.device)
     if o.variant == 'vanilla':
         model = initialize_vanilla_model(mconf)
     elif o.variant == 'synthesizer':

@@ -5,7 +5,8 @@
 # e.g. ./run.sh vanilla_pretrain --max_epochs=2. Training commands resume
 # from their checkpoint when one exists; exec hands signals (Ctrl-C, kill) straight
 # to Python so an interrupted run checkpoints. NPROC=N runs through torchrun on N
-# processes (GPUs, or CPU processes with gloo).
+# processes (GPUs, or CPU processes with gloo), after one process has checked the
+# command line and every file.
 cd "$(dirname "$0")" || exit 1
 if [ -n "$PYTHON" ]; then
     PY=$PYTHON
@@ -17,54 +18,57 @@ case "$NPROC" in
     ''|1) ;;
     *[!0-9]*|0*) echo "error: NPROC=$NPROC is not a number of processes; give a whole number, 1 or more" >&2; exit 2 ;;
 esac
-if [ -n "$NPROC" ] && [ "$NPROC" != "1" ]; then
-    RUN=("$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" run.py)
-else
-    RUN=("$PY" run.py)
-fi
+go() {  # run.py with these arguments; with NPROC, one process checks them all first, then torchrun runs
+    if [ -n "$NPROC" ] && [ "$NPROC" != "1" ]; then
+        # A bad input is then one line, not one per process followed by torchrun's report.
+        RUN_SH_NPROC=$NPROC "$PY" run.py "$@" || exit $?
+        exec "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" run.py "$@"
+    fi
+    exec "$PY" run.py "$@"
+}
 D=./data
 S=./submission
 cmd="$1"
 shift
 case "$cmd" in
 vanilla_finetune_without_pretrain)
-    exec "${RUN[@]}" --function=finetune --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/vanilla.model.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
+    go --function=finetune --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/vanilla.model.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
 vanilla_eval_dev_without_pretrain)
-    exec "${RUN[@]}" --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.model.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/vanilla.nopretrain.dev.predictions "$@" ;;
+    go --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.model.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/vanilla.nopretrain.dev.predictions "$@" ;;
 vanilla_eval_test_without_pretrain)
-    exec "${RUN[@]}" --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.model.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/vanilla.nopretrain.test.predictions "$@" ;;
+    go --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.model.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/vanilla.nopretrain.test.predictions "$@" ;;
 vanilla_pretrain)
-    exec "${RUN[@]}" --function=pretrain --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/vanilla.pretrain.params --resume "$@" ;;
+    go --function=pretrain --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/vanilla.pretrain.params --resume "$@" ;;
 vanilla_finetune_with_pretrain)
-    exec "${RUN[@]}" --function=finetune --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.pretrain.params --writing_params_path=$S/vanilla.finetune.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
+    go --function=finetune --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.pretrain.params --writing_params_path=$S/vanilla.finetune.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
 vanilla_eval_dev_with_pretrain)
-    exec "${RUN[@]}" --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/vanilla.pretrain.dev.predictions "$@" ;;
+    go --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/vanilla.pretrain.dev.predictions "$@" ;;
 vanilla_eval_test_with_pretrain)
-    exec "${RUN[@]}" --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/vanilla.pretrain.test.predictions "$@" ;;
+    go --function=evaluate --variant=vanilla --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/vanilla.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/vanilla.pretrain.test.predictions "$@" ;;
 synthesizer_pretrain)
-    exec "${RUN[@]}" --function=pretrain --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/synthesizer.pretrain.params --resume "$@" ;;
+    go --function=pretrain --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/synthesizer.pretrain.params --resume "$@" ;;
 synthesizer_finetune_with_pretrain)
-    exec "${RUN[@]}" --function=finetune --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/synthesizer.pretrain.params --writing_params_path=$S/synthesizer.finetune.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
+    go --function=finetune --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/synthesizer.pretrain.params --writing_params_path=$S/synthesizer.finetune.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
 synthesizer_eval_dev_with_pretrain)
-    exec "${RUN[@]}" --function=evaluate --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/synthesizer.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/synthesizer.pretrain.dev.predictions "$@" ;;
+    go --function=evaluate --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/synthesizer.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/synthesizer.pretrain.dev.predictions "$@" ;;
 synthesizer_eval_test_with_pretrain)
-    exec "${RUN[@]}" --function=evaluate --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/synthesizer.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/synthesizer.pretrain.test.predictions "$@" ;;
+    go --function=evaluate --variant=synthesizer --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/synthesizer.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/synthesizer.pretrain.test.predictions "$@" ;;
 perceiver_pretrain)
-    exec "${RUN[@]}" --function=pretrain --variant=perceiver --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/perceiver.pretrain.params --resume "$@" ;;
+    go --function=pretrain --variant=perceiver --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/perceiver.pretrain.params --resume "$@" ;;
 perceiver_finetune_with_pretrain)
-    exec "${RUN[@]}" --function=finetune --variant=perceiver --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/perceiver.pretrain.params --writing_params_path=$S/perceiver.finetune.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
+    go --function=finetune --variant=perceiver --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/perceiver.pretrain.params --writing_params_path=$S/perceiver.finetune.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
 perceiver_eval_dev_with_pretrain)
-    exec "${RUN[@]}" --function=evaluate --variant=perceiver --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/perceiver.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/perceiver.pretrain.dev.predictions "$@" ;;
+    go --function=evaluate --variant=perceiver --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/perceiver.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/perceiver.pretrain.dev.predictions "$@" ;;
 perceiver_eval_test_with_pretrain)
-    exec "${RUN[@]}" --function=evaluate --variant=perceiver --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/perceiver.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/perceiver.pretrain.test.predictions "$@" ;;
+    go --function=evaluate --variant=perceiver --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/perceiver.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/perceiver.pretrain.test.predictions "$@" ;;
 rope_pretrain)
-    exec "${RUN[@]}" --function=pretrain --variant=rope --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/rope.pretrain.params --resume "$@" ;;
+    go --function=pretrain --variant=rope --pretrain_corpus_path=$D/wiki.txt --writing_params_path=$S/rope.pretrain.params --resume "$@" ;;
 rope_finetune_with_pretrain)
-    exec "${RUN[@]}" --function=finetune --variant=rope --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/rope.pretrain.params --writing_params_path=$S/rope.finetune.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
+    go --function=finetune --variant=rope --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/rope.pretrain.params --writing_params_path=$S/rope.finetune.params --finetune_corpus_path=$D/birth_places_train.tsv --resume "$@" ;;
 rope_eval_dev_with_pretrain)
-    exec "${RUN[@]}" --function=evaluate --variant=rope --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/rope.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/rope.pretrain.dev.predictions "$@" ;;
+    go --function=evaluate --variant=rope --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/rope.finetune.params --eval_corpus_path=$D/birth_dev.tsv --outputs_path=$S/rope.pretrain.dev.predictions "$@" ;;
 rope_eval_test_with_pretrain)
-    exec "${RUN[@]}" --function=evaluate --variant=rope --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/rope.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/rope.pretrain.test.predictions "$@" ;;
+    go --function=evaluate --variant=rope --pretrain_corpus_path=$D/wiki.txt --reading_params_path=$S/rope.finetune.params --eval_corpus_path=$D/birth_test_inputs.tsv --outputs_path=$S/rope.pretrain.test.predictions "$@" ;;
 london_baseline)
     exec "$PY" run.py --function=london_baseline --eval_corpus_path=$D/birth_dev.tsv "$@" ;;
 report)

@@ -16,8 +16,12 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-import torch
+# The suite runs on the CPU, on a GPU machine too: torch in this process and in every command
+# it starts sees no GPU (so NPROC=2 runs never ask for a second one). Set before torch loads.
+os.environ['CUDA_VISIBLE_DEVICES'] = ''
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, 'src')

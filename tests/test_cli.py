@@ -2,6 +2,7 @@
 (test_bad_inputs.py has the rest). Data: the synthetic world, in the course's formats."""
 import os
 import shutil
+import sys
 
 import pytest
 import torch
@@ -183,31 +184,67 @@ def test_bad_finetune_lines(src_copy, tmp_path):
                    f'--finetune_corpus_path={f}'], 'line 2')
 
 
+def gpu_full(tmp_path, *args, env=None):
+    """bench/gpu_full.sh (and the pipeline it runs) beside the scratch src/, as bench/ is beside src/."""
+    bench = tmp_path / 'bench'
+    if not bench.exists():
+        bench.mkdir()
+        for name in ('gpu_full.sh', 'pipeline.py'):
+            shutil.copy(os.path.join(ROOT, 'bench', name), bench / name)
+    return run(['bash', str(bench / 'gpu_full.sh'), *args], tmp_path, env=env)
+
+
 def test_gpu_full_sh_runs_the_whole_pipeline_on_a_cpu(src_copy, tmp_path):
-    """bench/gpu_full.sh end to end, as its one GPU session would run it but on a CPU with one
-    step a training run: every step ends, the evaluations get only the options evaluation takes
-    (run.py refuses --precision and --max_steps there), and $OUT/gpu_full.tsv has a row per step."""
-    bench = tmp_path / 'bench'  # beside the scratch src/, as bench/ is beside src/
-    bench.mkdir()
-    for name in ('gpu_full.sh', 'measure.py'):
-        shutil.copy(os.path.join(ROOT, 'bench', name), bench / name)
-    out = tmp_path / 'out'
-    out.mkdir()
-    p = run(['bash', str(bench / 'gpu_full.sh'), 'vanilla', '--', '--device=cpu', '--max_steps=1',
-             '--precision=fp32'], tmp_path, env={'OUT': str(out)})
+    """bench/gpu_full.sh end to end, as its GPU session would run it but on a CPU with one step a
+    training run, found by PATH's python3 (no PYTHON, no `python`): every step ends, the
+    evaluations get only the options evaluation takes (run.py refuses --precision and --max_steps
+    there), $OUT/gpu_full.tsv has a row per step, and every file goes to a run folder of its own,
+    none to src/submission (where a leftover checkpoint is left alone)."""
+    out, bin_dir = tmp_path / 'out', tmp_path / 'bin'
+    out.mkdir(), bin_dir.mkdir()
+    (bin_dir / 'python3').write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    (bin_dir / 'python3').chmod(0o755)
+    (src_copy / 'submission' / 'vanilla.pretrain.params.ckpt').write_bytes(b'a leftover')
+    before = sorted(os.listdir(src_copy / 'submission'))
+    p = gpu_full(tmp_path, 'vanilla', '--', '--device=cpu', '--max_steps=1', '--precision=fp32',
+                 env={'OUT': str(out), 'PYTHON': '', 'PATH': f'{bin_dir}:/usr/bin:/bin'})
     assert p.returncode == 0 and 'error:' not in p.stdout + p.stderr, p.stderr[-2000:]
     rows = [line.split('\t') for line in (out / 'gpu_full.tsv').read_text().splitlines()]
-    assert rows[0] == ['step', 'seconds', 'result', 'device']
-    assert [r[0] for r in rows[1:]] == [
-        'vanilla_finetune_without_pretrain', 'vanilla_eval_dev_without_pretrain', 'vanilla_eval_test_without_pretrain',
-        'vanilla_pretrain', 'vanilla_finetune_with_pretrain', 'vanilla_eval_dev_with_pretrain',
-        'vanilla_eval_test_with_pretrain']
-    for name, seconds, result, device in rows[1:]:
-        assert float(seconds) > 0 and device == 'no GPU (cpu)'
-        if 'eval_dev' in name:
+    assert rows[0] == ['label', 'variant', 'stage', 'seconds', 'result', 'device']
+    assert [r[2] for r in rows[1:]] == [
+        'finetune_without_pretrain', 'eval_dev_without_pretrain', 'eval_test_without_pretrain',
+        'pretrain', 'finetune_with_pretrain', 'eval_dev_with_pretrain', 'eval_test_with_pretrain']
+    for label, variant, stage, seconds, result, device in rows[1:]:
+        assert (label, variant) == ('gpu_full', 'vanilla') and float(seconds) > 0 and device.startswith('cpu (')
+        if stage.startswith('eval_dev'):
             assert result.startswith('Correct:')
-        elif 'eval_test' in name:
+        elif stage.startswith('eval_test'):
             assert 'no targets' in result
         else:
             assert result.startswith('1 step, ') and 'course tokens/s' in result and 'peak' in result
     assert 'total:' in p.stdout
+    assert sorted(os.listdir(src_copy / 'submission')) == before
+    assert (src_copy / 'submission' / 'vanilla.pretrain.params.ckpt').read_bytes() == b'a leftover'
+    [folder] = os.listdir(tmp_path / 'runs' / 'gpu_full')
+    made = os.listdir(tmp_path / 'runs' / 'gpu_full' / folder / 'vanilla')
+    assert {'vanilla.model.params', 'vanilla.pretrain.params', 'vanilla.finetune.params',
+            'vanilla.pretrain.dev.predictions', 'vanilla.pretrain.test.predictions'} <= set(made)
+
+
+def test_gpu_full_sh_fails_with_a_failed_step_and_refuses_without_a_gpu(src_copy, tmp_path):
+    """A step that fails ends the script with its status and leaves no row for itself; without a
+    CUDA GPU the script refuses in one line, before any step, unless told --device=cpu."""
+    if not torch.cuda.is_available():
+        p = gpu_full(tmp_path, 'vanilla', '--', '--max_steps=1')
+        assert_one_line_error(p, 'no CUDA GPU', '--device=cpu')
+        assert not (tmp_path / 'runs').exists()
+    test_inputs = src_copy / 'data' / 'birth_test_inputs.tsv'  # the third step reads it
+    test_inputs.unlink()
+    test_inputs.write_text('Where was a born?\nWhere\twas\tb born?\n', encoding='utf-8')
+    out = tmp_path / 'out'
+    out.mkdir()
+    p = gpu_full(tmp_path, 'vanilla', '--', '--device=cpu', '--max_steps=1', env={'OUT': str(out)})
+    assert p.returncode == 2, p.stdout[-2000:]
+    assert 'line 2 has more than one tab' in p.stderr
+    rows = (out / 'gpu_full.tsv').read_text().splitlines()
+    assert [r.split('\t')[2] for r in rows[1:]] == ['finetune_without_pretrain', 'eval_dev_without_pretrain']

@@ -37,7 +37,13 @@ def set_rng_state(state):
     random.setstate(state['python'])
     torch.set_rng_state(state['torch'])
     if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+        # A checkpoint from a machine with more GPUs: each GPU here takes its own state back.
+        saved, here = state['cuda'], torch.cuda.device_count()
+        for index, rng in enumerate(saved[:here]):
+            torch.cuda.set_rng_state(rng, index)
+        if len(saved) > here and distributed.is_main():
+            print(f'note: the checkpoint holds the random state of {len(saved)} GPUs, this machine has {here}: '
+                  f'restored the first {here}', flush=True)
 
 
 class Checkpointer:
@@ -108,6 +114,12 @@ def check_settings(path, saved, current):
     if diffs:
         raise UsageError(f'checkpoint {path} was written with other settings ({"; ".join(diffs)}); '
                          f'rerun with those settings or delete it to start over')
+
+
+def save_params(model, path):
+    """The model's state_dict as a params file, its tensors on the CPU (as the course's
+    torch.load(map_location='cpu') reads them anywhere)."""
+    save_torch({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
 
 
 def load_params(path):

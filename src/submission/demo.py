@@ -37,9 +37,10 @@ import torch
 
 from . import evaluate, world
 from .dataset import CharCorruptionDataset, NameDataset
-from .files import UsageError, save_text, save_torch
+from .checkpoint import save_params
+from .files import UsageError, save_text
 from .model import GPT, GPTConfig
-from .options import VARIANTS, Options, device_named, whole_number
+from .options import VARIANTS, Options, apply_to_torch, device_named, whole_number
 from .trainer import Trainer, TrainerConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -113,8 +114,7 @@ def run(out, size='default', seed=0, one_bio=False, device=None, threads=None, v
     threads: torch's CPU threads (default: torch's own choice, one per core)."""
     s = dict(SIZES[size], bios_per_person=1) if one_bio else dict(SIZES[size])
     device = device_named(device)
-    if threads:
-        torch.set_num_threads(threads)
+    apply_to_torch(Options(exact=False, device=device, threads=threads))
     started = time.time()
     paths = world.write(out, people=s['people'], bios_per_person=s['bios_per_person'],
                         cities=s['cities'], seed=seed)
@@ -128,10 +128,10 @@ def run(out, size='default', seed=0, one_bio=False, device=None, threads=None, v
     print(f'{variant}: pretraining on {paths["wiki.txt"]} ({len(corpus) - 1} biographies)', flush=True)
     model = new_model(corpus, s, seed, variant)
     pretraining = train(model, corpus, s['pretrain_steps'], s['pretrain_batch'], s['pretrain_lr'], seed, device)
-    save_torch(model.state_dict(), os.path.join(out, 'pretrain.params'))
+    save_params(model, os.path.join(out, 'pretrain.params'))
     print(f'{variant}: finetuning the pretrained model', flush=True)
     finetune(model, s['finetune_epochs'])
-    save_torch(model.state_dict(), os.path.join(out, 'finetune.params'))
+    save_params(model, os.path.join(out, 'finetune.params'))
     pretrained = dev_accuracy(model, corpus, dev_lines, device)
 
     print(f'{variant}: finetuning a model without pretraining', flush=True)
@@ -139,7 +139,7 @@ def run(out, size='default', seed=0, one_bio=False, device=None, threads=None, v
     # More epochs, as the course gives this run (75 against 10), so that it at
     # least learns the answer format and the training people.
     finetune(scratch, s['nopretrain_epochs'])
-    save_torch(scratch.state_dict(), os.path.join(out, 'nopretrain.params'))
+    save_params(scratch, os.path.join(out, 'nopretrain.params'))
     nopretrain = dev_accuracy(scratch, corpus, dev_lines, device)
 
     train_answers = [line.split('\t')[1] for line in train_text.split('\n') if line.strip()]

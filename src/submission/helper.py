@@ -11,7 +11,6 @@ import random
 
 from . import checkpoint, distributed
 from .dataset import NameDataset, CharCorruptionDataset
-from .files import save_torch
 from .model import GPT
 from .options import default_device
 from .trainer import Trainer, TrainerConfig
@@ -24,7 +23,8 @@ def model_of_kind(mconf, synthesizer=False, perceiver=False, rope=False):
     # The three switches are set on every build, so a GPTConfig reused for
     # another variant never keeps the last one's.
     mconf.synthesizer, mconf.perceiver, mconf.rope = synthesizer, perceiver, rope
-    return GPT(mconf).to(device)
+    # run.py puts its --device in the config; the course's own calls build on the default device.
+    return GPT(mconf).to(getattr(mconf, 'device', None) or device)
 
 
 def initialize_vanilla_model(mconf):
@@ -86,8 +86,7 @@ def train(model, writing_params_path, trainer_obj):
     # The trainer keeps its resumable checkpoint and metrics log beside the params file.
     trainer_obj.train(writing_params_path)
     if distributed.is_main():
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        save_torch(state, writing_params_path)
+        checkpoint.save_params(model, writing_params_path)
         ckpt = writing_params_path + '.ckpt'
         if os.path.exists(ckpt):
             os.unlink(ckpt)  # the run is complete; its params file is the result

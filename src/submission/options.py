@@ -11,6 +11,7 @@ a Trainer given no Options trains as the course's does.
 """
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -19,6 +20,7 @@ from . import distributed
 from .files import UsageError
 
 FUNCTIONS = ('pretrain', 'finetune', 'evaluate', 'report', 'london_baseline')
+TRAINS = ('pretrain', 'finetune')
 VARIANTS = ('vanilla', 'synthesizer', 'perceiver', 'rope')
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 SEED_LIMIT = 2 ** 32  # seeds feed torch.manual_seed and the epoch order, which must not overflow
@@ -113,10 +115,30 @@ def cuda_device():
     return f'cuda:{distributed.local_rank()}' if distributed.launched_by_torchrun() else 'cuda'
 
 
+def check_gpus_for_torchrun(device):
+    """Under torchrun: one GPU per process on this machine, chosen by its local rank, never given."""
+    if not distributed.launched_by_torchrun() or not device.startswith('cuda'):
+        return
+    if device != cuda_device():
+        raise UsageError(f'--device={device} under torchrun would put every process on one GPU; each process '
+                         f'takes its own (cuda:LOCAL_RANK): give --device=cuda or leave it out')
+    check_processes(device, int(os.environ.get('LOCAL_WORLD_SIZE', distributed.local_rank() + 1)))
+
+
+def check_processes(device, processes):
+    """processes on this machine, each on a GPU of its own when the device is a GPU."""
+    count = torch.cuda.device_count() if device.startswith('cuda') else processes
+    if processes > count:
+        raise UsageError(f'{processes} processes on this machine, which has {count} GPU(s): start at most '
+                         f'{count} (NPROC={count}), or pass --device=cpu')
+
+
 def device_named(text):
     """A device this machine has: cpu, cuda, cuda:N or mps."""
     if text is None:
-        return default_device()
+        device = default_device()
+        check_gpus_for_torchrun(device)
+        return device
     kind, _, index = text.partition(':')
     if kind not in ('cpu', 'cuda', 'mps') or (index and (kind != 'cuda' or not index.isdigit())):
         raise UsageError(f'unknown --device={text}; use cpu, cuda, cuda:N or mps')
@@ -129,7 +151,9 @@ def device_named(text):
     if kind == 'mps' and not (getattr(torch.backends, 'mps', None) is not None
                               and torch.backends.mps.is_available()):
         raise UsageError(f'--device={text}: Apple MPS is not available here; use --device=cpu')
-    return cuda_device() if text == 'cuda' else text
+    device = cuda_device() if text == 'cuda' else text
+    check_gpus_for_torchrun(device)
+    return device
 
 
 def bottleneck_dim(text, variant):
@@ -165,13 +189,41 @@ def cpu_has_native_bf16():
     return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 
-def precision_for(text, device, exact):
-    """fp32, bf16 or fp16; auto is bf16 where the hardware computes it natively.
+def bf16_pays_on_this_cpu():
+    """Whether a bf16 matmul of the pretraining step's shape runs at least 1.2x faster than fp32 here.
 
-    On CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX), bf16
-    autocast measured 1.3-1.4x faster per step than fp32 for this model
-    (docs/PERFORMANCE.md); elsewhere it is emulated and slower, so auto keeps
-    fp32. The exact course computation is fp32.
+    Native bf16 instructions are not enough: on one AVX512-BF16 CPU the fast step
+    took 0.83 s in bf16 against 1.45 s in fp32, on another 1.7 s against 1.3 s
+    (docs/PERFORMANCE.md), so auto times both (about 0.15 s) rather than trust the flags."""
+    import time
+    # ~7,700 packed tokens by the 256-wide embedding into the 1,024-wide MLP.
+    a32, b32 = torch.randn(7680, 256), torch.randn(256, 1024)
+    best = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = a32.to(dtype), b32.to(dtype)
+        a @ b  # the first call sets up the kernel
+        best[dtype] = float('inf')
+        for _ in range(3):
+            start = time.perf_counter()
+            a @ b
+            best[dtype] = min(best[dtype], time.perf_counter() - start)
+    return best[torch.bfloat16] * 1.2 <= best[torch.float32]
+
+
+def gpu_precision(device):
+    """auto on a GPU: bf16 from compute capability 8.0 (Ampere), where it is native; fp16 (with
+    the gradient scaler) on 7.x (Volta, Turing), whose tensor cores take fp16 but emulate bf16
+    slowly; fp32 before that."""
+    major, _ = torch.cuda.get_device_capability(device)
+    return 'bf16' if major >= 8 else 'fp16' if major >= 7 else 'fp32'
+
+
+def precision_for(text, device, exact):
+    """fp32, bf16 or fp16; auto is the fastest this hardware computes natively.
+
+    On a GPU see gpu_precision. On a CPU, bf16 where it has native bf16
+    instructions (AVX512-BF16 or AMX) and they pay (bf16_pays_on_this_cpu),
+    else fp32. The exact course computation is fp32.
     """
     if text not in PRECISIONS:
         raise UsageError(f'unknown --precision={text}; use {", ".join(PRECISIONS)}')
@@ -179,13 +231,64 @@ def precision_for(text, device, exact):
         if text not in ('auto', 'fp32'):
             raise UsageError(f'--exact computes in fp32 as the course does; drop --precision={text}')
         return 'fp32'
+    if text == 'bf16' and device == 'cpu' and not cpu_has_native_bf16():
+        warn('--precision=bf16: this CPU has no native bf16 instructions (AVX512-BF16 or AMX), so bf16 '
+             'is emulated, many times slower than fp32; use --precision=fp32')
     if text != 'auto':
         return text
     if device.startswith('cuda'):
-        return 'bf16' if torch.cuda.is_bf16_supported() else 'fp32'
-    if device == 'cpu' and cpu_has_native_bf16():
+        return gpu_precision(device)
+    if device == 'cpu' and cpu_has_native_bf16() and bf16_pays_on_this_cpu():
         return 'bf16'
     return 'fp32'
+
+
+def apply_to_torch(o):
+    """torch's process-wide switches that the options decide: the CPU threads, and on GPUs TF32
+    matmuls (10-bit mantissas in fp32 matmuls, several times faster on Ampere and later) for the
+    fast path, strict fp32 for --exact, the course's computation."""
+    if o.threads:
+        torch.set_num_threads(o.threads)
+    if o.device.startswith('cuda'):
+        torch.backends.cuda.matmul.allow_tf32 = not o.exact
+        torch.backends.cudnn.allow_tf32 = not o.exact
+
+
+def cpu_name():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine() or 'unknown CPU'
+
+
+def where_it_runs(o):
+    """One line: the device (GPU or CPU by name), the precision, threads and torch, and a CUDA
+    build that finds no GPU (a driver mismatch would otherwise fall back to the CPU unseen)."""
+    threads = torch.get_num_threads()
+    if o.device.startswith('cuda'):
+        device = f'{o.device} ({torch.cuda.get_device_name(o.device)}), {threads} CPU threads'
+    elif o.device == 'mps':
+        device = f'mps (Apple GPU), {threads} CPU threads'
+    else:
+        device = f'cpu ({cpu_name()}, {threads} threads)'
+    line = f'running on {device}, {o.precision}, torch {torch.__version__}'
+    if distributed.world_size() > 1:
+        line += f', {distributed.world_size()} processes'
+    if o.device == 'cpu' and torch.version.cuda and not torch.cuda.is_available():
+        line += (f'; this torch is built for CUDA {torch.version.cuda} but finds no GPU (check the driver '
+                 f'with nvidia-smi)')
+    return line
+
+
+def warn(text):
+    """One line on stderr (from one process under torchrun)."""
+    if distributed.local_rank() == 0:
+        print(f'warning: {text}', file=sys.stderr)
 
 
 def from_command_line(args):
@@ -213,7 +316,9 @@ def from_command_line(args):
         pretrain_corpus_path=args['--pretrain_corpus_path'], writing_params_path=args['--writing_params_path'],
         finetune_corpus_path=args['--finetune_corpus_path'], reading_params_path=args['--reading_params_path'],
         eval_corpus_path=args['--eval_corpus_path'], outputs_path=args['--outputs_path'],
-        exact=exact, device=device, precision=precision_for(args['--precision'] or 'auto', device, exact),
+        exact=exact, device=device,
+        # Evaluation computes in fp32 on every path.
+        precision=precision_for(args['--precision'] or 'auto', device, exact) if function in TRAINS else 'fp32',
         compile=bool(args['--compile']),
         seed=number('--seed', low=0, high=SEED_LIMIT - 1) or 0,
         max_epochs=number('--max_epochs'), schedule_epochs=schedule_epochs, max_steps=number('--max_steps'),

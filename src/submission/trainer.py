@@ -13,6 +13,7 @@ Trainer runs the course computation. train() reads top to bottom:
 set-up, then for each epoch `run_epoch`, which calls `optimize` once per
 batch; the resumable checkpoint is a small `checkpoint.Checkpointer`.
 """
+import contextlib
 import copy
 import logging
 import math
@@ -25,8 +26,8 @@ import torch
 import torch.optim as optim
 from torch.utils.data.dataloader import DataLoader
 
-from . import batching, checkpoint, distributed, progress
-from .files import UsageError, remove_partial_files, save_torch
+from . import batching, checkpoint, compat, distributed, progress
+from .files import UsageError, remove_partial_files
 from .options import Options
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class Trainer:
         # course contract: the course's optional per-epoch state_dict
         if self.config.ckpt_path is not None and distributed.is_main():
             logger.info("saving %s", self.config.ckpt_path)
-            save_torch(self.raw_model.state_dict(), self.config.ckpt_path)
+            checkpoint.save_params(self.raw_model, self.config.ckpt_path)
 
     def train(self, params_path=None):
         """Train for the configured epochs (or Options.max_steps steps).
@@ -203,14 +204,16 @@ class Trainer:
         model = self.raw_model
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
-            model = DistributedDataParallel(model, device_ids=[self.device] if 'cuda' in str(self.device) else None)
+            # The buffers (masks, rotations) never change: nothing to broadcast each step.
+            model = DistributedDataParallel(model, device_ids=[self.device] if 'cuda' in str(self.device) else None,
+                                            broadcast_buffers=False)
         if opts.compile:
             model = torch.compile(model, dynamic=True)
         self.model = model
         self.optimizer = self.make_optimizer(self.raw_model)
         self.device_type = str(self.device).split(':')[0]
         self.amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(opts.precision)
-        self.scaler = torch.amp.GradScaler(self.device_type, enabled=opts.precision == 'fp16')
+        self.scaler = compat.grad_scaler(self.device_type, enabled=opts.precision == 'fp16')
         self.max_epochs = opts.max_epochs or config.max_epochs
         self.steps_per_epoch = math.ceil(len(self.train_dataset) / config.batch_size)
         self.total_steps = self.steps_per_epoch * self.max_epochs
@@ -321,7 +324,10 @@ class Trainer:
         """One optimizer step of the course's loop; returns the batch's mean loss (on the device).
 
         targets: this rank's non-pad target count (0 for a zero-weight rank)."""
-        with torch.autocast(self.device_type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+        # No autocast at all in fp32 (some torch versions refuse even a disabled one on some devices).
+        amp = contextlib.nullcontext() if self.amp_dtype is None else torch.autocast(self.device_type,
+                                                                                     dtype=self.amp_dtype)
+        with amp:
             if pos is None:
                 logits, loss = self.model(x, y)
             else:

@@ -1,0 +1,167 @@
+"""The course's pipeline for one variant, in a run folder of its own, every stage timed.
+
+    python bench/pipeline.py VARIANT --out DIR [--tsv FILE] [--label TEXT] [--nopretrain]
+                             [--pretrain=OPTIONS] [-- OPTIONS]
+
+Stages, each a run.py process on the course data (src/data, see src/data/README.md):
+pretrain, finetune, evaluate on dev, evaluate on the test inputs; with --nopretrain
+first the course's finetune without pretraining and its two evaluations. Every file goes to DIR (VARIANT.pretrain.params, ..., the course's names),
+never to src/submission, and a stage never resumes: DIR must not hold a run already.
+OPTIONS after `--` go to every stage that takes them (run.py refuses an option a
+function does not use, so evaluation gets only its own: options.USES); --pretrain
+options go to pretraining alone (e.g. --pretrain="--schedule_epochs=100").
+
+Each stage's line goes to stdout and, as the stage ends, a row to FILE (TSV:
+label, variant, stage, seconds, result, device): a run cut short keeps what it
+measured. A stage that fails ends the pipeline with its exit status.
+bench/gpu_full.sh and bench/cpu_ladder.py run it.
+"""
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(os.path.dirname(BENCH), 'src')
+sys.path.insert(0, SRC)
+from submission import files, options  # noqa: E402
+
+COLUMNS = ['label', 'variant', 'stage', 'seconds', 'result', 'device']
+
+
+def training_summary(log):
+    """The latest run in a metrics log, in one line: steps, time a step, tokens/s, peak memory."""
+    with open(log, encoding='utf-8') as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    start = max(i for i, r in enumerate(records) if r.get('event') == 'start')
+    steps = [r for r in records[start:] if 'event' not in r]
+    end = next((r for r in records[start:] if r.get('event') == 'end'), {})
+    mean = end.get('elapsed', 0) / max(1, len(steps))
+    rate = statistics.median(r['tokens_per_s'] for r in steps) if steps else 0
+    return (f'{len(steps)} step{"" if len(steps) == 1 else "s"}, {1000 * mean:.1f} ms a step on average, '
+            f'{rate:,.0f} course tokens/s, peak {end.get("peak_mb")} MB')
+
+
+def stages(variant, out, data, nopretrain):
+    """(stage, run.py arguments) of the pipeline, the course's file names in out."""
+    corpus = [f'--variant={variant}', f'--pretrain_corpus_path={data}/wiki.txt']
+    train = f'--finetune_corpus_path={data}/birth_places_train.tsv'
+    dev, test = f'--eval_corpus_path={data}/birth_dev.tsv', f'--eval_corpus_path={data}/birth_test_inputs.tsv'
+    at = lambda name: os.path.join(out, name)
+    todo = []
+    if nopretrain:
+        todo += [
+            ('finetune_without_pretrain', ['--function=finetune', *corpus, train,
+                                           f'--writing_params_path={at(variant + ".model.params")}']),
+            ('eval_dev_without_pretrain', ['--function=evaluate', *corpus, dev,
+                                           f'--reading_params_path={at(variant + ".model.params")}',
+                                           f'--outputs_path={at(variant + ".nopretrain.dev.predictions")}']),
+            ('eval_test_without_pretrain', ['--function=evaluate', *corpus, test,
+                                            f'--reading_params_path={at(variant + ".model.params")}',
+                                            f'--outputs_path={at(variant + ".nopretrain.test.predictions")}']),
+        ]
+    todo += [
+        ('pretrain', ['--function=pretrain', *corpus, f'--writing_params_path={at(variant + ".pretrain.params")}']),
+        ('finetune_with_pretrain', ['--function=finetune', *corpus, train,
+                                    f'--reading_params_path={at(variant + ".pretrain.params")}',
+                                    f'--writing_params_path={at(variant + ".finetune.params")}']),
+        ('eval_dev_with_pretrain', ['--function=evaluate', *corpus, dev,
+                                    f'--reading_params_path={at(variant + ".finetune.params")}',
+                                    f'--outputs_path={at(variant + ".pretrain.dev.predictions")}']),
+        ('eval_test_with_pretrain', ['--function=evaluate', *corpus, test,
+                                     f'--reading_params_path={at(variant + ".finetune.params")}',
+                                     f'--outputs_path={at(variant + ".pretrain.test.predictions")}']),
+    ]
+    return todo
+
+
+def run_stage(args, python):
+    """Run run.py, its output shown as it comes; (exit status, the last 'Correct:' or 'no targets'
+    line, the device line)."""
+    p = subprocess.Popen([python, 'run.py', *args], cwd=SRC, stdout=subprocess.PIPE, text=True)
+    result = device = ''
+    for line in p.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if line.startswith('Correct:') or 'no targets' in line:
+            result = line.strip()
+        elif line.startswith('running on '):
+            device = line[len('running on '):].strip()
+    return p.wait(), result, device
+
+
+def append_row(tsv, row):
+    if not tsv:
+        return
+    new = not os.path.exists(tsv) or os.path.getsize(tsv) == 0
+    with open(tsv, 'a', encoding='utf-8') as f:
+        if new:
+            f.write('\t'.join(COLUMNS) + '\n')
+        f.write('\t'.join(str(row[c]) for c in COLUMNS) + '\n')
+
+
+def fail(message):
+    print(f'error: {message}', file=sys.stderr)
+    raise SystemExit(2)
+
+
+def run(variant, out, tsv=None, label='', nopretrain=False, pretrain_options=(), common=(), python=None):
+    """The whole pipeline; returns {stage: {'seconds', 'result', 'device'}}. Raises SystemExit with
+    a failed stage's exit status."""
+    python = python or sys.executable
+    data = files.course_data_dir()
+    if data is None:
+        fail('the course data is missing: put the five course files in src/data (see src/data/README.md)')
+    out = os.path.abspath(out)
+    if os.path.isdir(out) and os.listdir(out):
+        fail(f'{out} already holds a run; give a new --out folder')
+    os.makedirs(out, exist_ok=True)
+    results = {}
+    for stage, args in stages(variant, out, data, nopretrain):
+        function = args[0].split('=')[1]
+        takes = options.USES[function]
+        extra = [o for o in common if o.split('=')[0] in takes]
+        if stage == 'pretrain':
+            extra += list(pretrain_options)
+        print(f'== {variant} {stage}: run.py {" ".join(args + extra)}', flush=True)
+        start = time.time()
+        status, result, device = run_stage(args + extra, python)
+        seconds = time.time() - start
+        if status != 0:
+            print(f'== {variant} {stage} failed (exit status {status}) after {seconds:.1f} s', flush=True)
+            raise SystemExit(status)
+        if function != 'evaluate':
+            written = [a.split('=', 1)[1] for a in args if a.startswith('--writing_params_path=')][0]
+            result = training_summary(written + '.log.jsonl')
+        row = dict(label=label, variant=variant, stage=stage, seconds=f'{seconds:.1f}', result=result,
+                   device=device)
+        append_row(tsv, row)
+        results[stage] = row
+        print(f'== {variant} {stage}: {seconds:.1f} s; {result}', flush=True)
+    return results
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    common = []
+    if '--' in argv:
+        common = argv[argv.index('--') + 1:]
+        argv = argv[:argv.index('--')]
+    parser = argparse.ArgumentParser(prog='bench/pipeline.py', description=__doc__.split('\n')[0])
+    parser.add_argument('variant', choices=options.VARIANTS)
+    parser.add_argument('--out', required=True)
+    parser.add_argument('--tsv')
+    parser.add_argument('--label', default='')
+    parser.add_argument('--nopretrain', action='store_true',
+                        help="also the course's finetune without pretraining and its evaluations, first")
+    parser.add_argument('--pretrain', default='')
+    args = parser.parse_args(argv)
+    run(args.variant, args.out, args.tsv, args.label, args.nopretrain, shlex.split(args.pretrain), common)
+
+
+if __name__ == '__main__':
+    main()
