@@ -12,6 +12,7 @@ reports NOT RUN and says why.
 import math
 import os
 import random
+import stat
 import statistics
 import sys
 import tempfile
@@ -49,6 +50,10 @@ def need_submission_file(name):
 
 def read_text(path):
     shown = os.path.relpath(path, SRC) if path.startswith(SRC + os.sep) else path
+    # A pipe would block the grader forever, a device might never end: regular files only.
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        raise Failure(f'{shown} is not a regular file (a pipe, a device or a folder); it should be the file '
+                      f'that ./run.sh writes')
     try:
         with open(path, encoding='utf-8') as f:
             return f.read()

@@ -40,13 +40,14 @@ Our options:
 import gc
 import os
 import random
+import re
 import sys
 
 import torch
 from docopt import docopt, DocoptExit
 
 from submission import distributed, evaluate, files, options, utils
-from submission.checkpoint import check_params_fit, load_params
+from submission.checkpoint import load_into
 from submission.dataset import MASK_CHAR, PAD_CHAR, CharCorruptionDataset
 from submission.files import UsageError
 from submission.helper import (finetune, initialize_perceiver_model, initialize_rope_model,
@@ -56,6 +57,7 @@ from submission.trainer import Interrupted
 
 # Keep the block size fixed at 128 for this assignment
 BLOCK_SIZE = options.BLOCK_SIZE
+LONG_LINE = 8 * BLOCK_SIZE  # a line this long is a corpus not split into documents (the course's longest: 522)
 
 
 def parse(argv=None):
@@ -63,8 +65,34 @@ def parse(argv=None):
     try:
         args = docopt(__doc__, argv=argv)
     except DocoptExit:
-        raise UsageError('unrecognised, repeated or incomplete arguments; see python run.py --help') from None
+        raise UsageError(what_docopt_refused(sys.argv[1:] if argv is None else argv)) from None
     return options.from_command_line(args)
+
+
+def what_docopt_refused(argv):
+    """The first argument docopt could not take, named, and what to do instead."""
+    takes_value = dict((name, bool(value)) for name, value in re.findall(r'^ +(--\w+)(=\w+)?', __doc__, re.M))
+    seen, args = set(), iter(argv)
+    for arg in args:
+        name, eq, _ = arg.partition('=')
+        if not arg.startswith('--'):
+            return f'unexpected argument {arg!r}: every argument is an --option=value; see python run.py --help'
+        # docopt takes any unambiguous start of an option's name.
+        matches = [known for known in takes_value if known == name] or \
+            [known for known in takes_value if known.startswith(name)]
+        if not matches:
+            return f'unknown option {name}; see python run.py --help for the options'
+        if len(matches) > 1:
+            return f'{name} could be {" or ".join(matches)}; spell the option out'
+        name = matches[0]
+        if name in seen:
+            return f'{name} is given twice; keep one'
+        seen.add(name)
+        if takes_value[name] and not eq and next(args, '--').startswith('--'):
+            return f'{name} needs a value ({name}=...); see python run.py --help'
+        if not takes_value[name] and eq:
+            return f'{name} takes no value; write it alone'
+    return 'incomplete arguments: --function=FUNCTION is required; see python run.py --help'
 
 
 def check_files(o):
@@ -85,6 +113,15 @@ def read_corpus(path):
     text = files.read_text(path, '--pretrain_corpus_path')
     if not text.strip():
         raise UsageError(f'pretraining corpus {path} is empty; pass the course wiki.txt')
+    # The course's code takes both of these as they are: warned, not refused.
+    if text.startswith('\ufeff'):
+        options.warn(f'{path} starts with a byte-order mark (U+FEFF), which the course\'s dataset makes a '
+                     f'character of the vocabulary; save the file as UTF-8 without it')
+    longest = max(text.split('\n'), key=len)
+    if len(longest) > LONG_LINE:
+        kept = int(BLOCK_SIZE * 7 / 8)
+        options.warn(f'{path} has a line of {len(longest):,} characters; the course\'s dataset makes each line '
+                     f'one document and trains on at most its first {kept}: put one document per line')
     for char, name in ((MASK_CHAR, 'MASK'), (PAD_CHAR, 'PAD')):
         if char in text:
             line = text[:text.index(char)].count('\n') + 1
@@ -94,18 +131,27 @@ def read_corpus(path):
 
 
 def check_finetune_corpus(path, stoi):
-    """Refuse, by line number, a line the course's NameDataset cannot turn into an example."""
+    """Refuse, by line number, a line the course's NameDataset cannot turn into an example; warn
+    of what it takes but cannot learn from (characters it drops, answers left empty)."""
+    raw = files.read_text(path, '--finetune_corpus_path')
     # As NameDataset reads it: non-ASCII characters dropped, blank lines skipped.
-    text = files.read_text(path, '--finetune_corpus_path').encode('utf-8').decode('ascii', errors='ignore')
+    text = raw.encode('utf-8').decode('ascii', errors='ignore')
+    dropped = sorted(set(raw) - set(text))
+    if dropped:
+        options.warn(f'the course drops characters outside ASCII from {path}: {"".join(dropped)!r} '
+                     f'are not learned')
     numbered = [(n, line) for n, line in enumerate(text.split('\n'), 1) if line.strip()]
     if not numbered:
         raise UsageError(f'finetune corpus {path} is empty; pass a file of question<TAB>answer lines')
+    empty = []
     for n, line in numbered:
         if line.count('\t') != 1:
             raise UsageError(f'{path} line {n} is not "question<TAB>answer"; fix that line')
         question, answer = line.split('\t')
         if not question:
             raise UsageError(f'{path} line {n} has an empty question; fix or remove that line')
+        if not answer.strip():
+            empty.append(n)
         if len(question) + len(answer) + 2 > BLOCK_SIZE:
             raise UsageError(f'{path} line {n} is too long: question and answer are {len(question) + len(answer)} '
                              f'characters, at most {BLOCK_SIZE - 2} fit the block of {BLOCK_SIZE}; shorten it')
@@ -113,6 +159,9 @@ def check_finetune_corpus(path, stoi):
         if missing:
             raise UsageError(f'{path} line {n} has characters that are not in the pretraining corpus '
                              f'({"".join(missing)!r}); the vocabulary comes from --pretrain_corpus_path')
+    if empty:
+        options.warn(f'{path} has {len(empty)} line(s) whose answer is empty once the course has dropped its '
+                     f'non-ASCII characters (line {empty[0]} first): the model learns to answer nothing there')
 
 
 def read_eval_lines(path, longest=None):
@@ -167,9 +216,7 @@ def run_training(o, pretrain_dataset, model):
 
 
 def run_evaluate(o, pretrain_dataset, model, lines):
-    state = load_params(o.reading_params_path)
-    check_params_fit(state, model, o.reading_params_path)
-    model.load_state_dict(state)
+    load_into(model, o.reading_params_path, pretrain_dataset.itos)
     model.to(o.device)
     questions = questions_of(o.eval_corpus_path, lines, pretrain_dataset.stoi)
     # Under torchrun each rank answers a contiguous share; rank 0 writes them in order.
@@ -238,6 +285,9 @@ def main(argv=None):
 
     if o.function == 'evaluate':
         run_evaluate(o, pretrain_dataset, model, eval_lines)
+    elif distributed.is_main():
+        with files.WriterLock(o.writing_params_path):  # one run at a time writes these params
+            run_training(o, pretrain_dataset, model)
     else:
         run_training(o, pretrain_dataset, model)
 

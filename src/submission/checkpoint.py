@@ -12,14 +12,15 @@ Params files are read with `torch.load(weights_only=True)`, so a params file
 cannot run code, and `check_params_fit` explains in one line a params file
 made for another variant, vocabulary or block size.
 """
+import json
 import os
 import random
 import time
 
 import torch
 
-from . import distributed
-from .files import UsageError, remove_stale_temporaries, save_torch
+from . import distributed, files
+from .files import UsageError, remove_stale_temporaries, save_text, save_torch
 
 FORMAT = 'knowledge-probe-checkpoint/1'
 
@@ -116,10 +117,43 @@ def check_settings(path, saved, current):
                          f'rerun with those settings or delete it to start over')
 
 
-def save_params(model, path):
+VOCABULARY_FORMAT = 'knowledge-probe-vocabulary/1'
+
+
+def save_params(model, path, itos=None):
     """The model's state_dict as a params file, its tensors on the CPU (as the course's
-    torch.load(map_location='cpu') reads them anywhere)."""
+    torch.load(map_location='cpu') reads them anywhere), and beside it (params.vocab.json)
+    the vocabulary it was trained with, id by id: the course's params hold only its size."""
+    beside = files.vocabulary_path(path)
+    if os.path.exists(beside):
+        os.unlink(beside)  # never a stale one beside new params
     save_torch({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+    if itos is not None:
+        characters = [itos[i] for i in range(len(itos))]
+        save_text(json.dumps({'format': VOCABULARY_FORMAT, 'characters': characters}) + '\n', beside)
+
+
+def check_vocabulary(path, itos):
+    """Refuse params trained with another vocabulary than this corpus's, where they say theirs."""
+    beside = files.vocabulary_path(path)
+    if not os.path.exists(beside):
+        return  # course params, or params from before vocabularies were kept
+    try:
+        with open(beside, encoding='utf-8') as f:
+            saved = json.load(f)
+        theirs = saved['characters'] if saved.get('format') == VOCABULARY_FORMAT else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        theirs = None
+    if not isinstance(theirs, list):
+        raise UsageError(f'{beside} (the vocabulary of {path}) is damaged; delete it to load the params '
+                         f'without the check')
+    ours = [itos[i] for i in range(len(itos))]
+    if theirs != ours:
+        first = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), min(len(theirs), len(ours)))
+        shown = lambda chars: repr(chars[first]) if first < len(chars) else 'nothing'
+        raise UsageError(f'{path} was trained with another vocabulary than this pretraining corpus gives '
+                         f'({len(theirs)} against {len(ours)} characters; id {first} is {shown(theirs)} there, '
+                         f'{shown(ours)} here); use the --pretrain_corpus_path the params were trained with')
 
 
 def load_params(path):
@@ -138,11 +172,23 @@ def load_params(path):
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UsageError(f'{path} is not a params file (no model state_dict inside); '
                          f'point to a .params file written by training')
+    whole = [k for k, v in state.items() if not v.is_floating_point()]
+    if whole:
+        raise UsageError(f'{path} holds {state[whole[0]].dtype} numbers (in {whole[0]}), not a model\'s '
+                         f'floating-point weights; point to a .params file written by training')
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise UsageError(f'{path} holds values that are not finite (NaN or inf, in {bad[0]}): '
                          f'its training diverged; retrain it, e.g. with a lower learning rate')
     return state
+
+
+def load_into(model, path, itos=None):
+    """Read a params file safely, check that it fits the model (and the vocabulary itos, where
+    the params say theirs), and load it into the model."""
+    state = load_params(path)
+    check_params_fit(state, model, path, itos)
+    model.load_state_dict(state)
 
 
 def variant_of(state):
@@ -156,14 +202,20 @@ def variant_of(state):
     return 'vanilla'
 
 
-def check_params_fit(state, model, path):
-    """One-line explanations for a params file made for another variant, vocabulary,
-    bottleneck or block size."""
+def check_params_fit(state, model, path, itos=None):
+    """One-line explanations for a params file made for another variant, width, vocabulary
+    (its size, or its characters where params.vocab.json says them), bottleneck or block size."""
     want = model.state_dict()
     made, asked = variant_of(state), variant_of(want)
     if made != asked:
         raise UsageError(f'{path} holds a {made} model but --variant={asked} was asked for; '
                          f'use --variant={made} or a {asked} params file')
+    if 'tok_emb.weight' in state and state['tok_emb.weight'].dim() == 2 and \
+            state['tok_emb.weight'].shape[1] != want['tok_emb.weight'].shape[1]:
+        raise UsageError(f'{path} holds a model {state["tok_emb.weight"].shape[1]} wide (n_embd), these models are '
+                         f'{want["tok_emb.weight"].shape[1]} wide (the course\'s); use params of the course\'s model')
+    if itos is not None:
+        check_vocabulary(path, itos)
     if 'tok_emb.weight' in state and state['tok_emb.weight'].shape != want['tok_emb.weight'].shape:
         raise UsageError(f'{path} was trained with a vocabulary of {state["tok_emb.weight"].shape[0]} '
                          f'characters but this pretraining corpus gives {want["tok_emb.weight"].shape[0]}; '

@@ -41,7 +41,7 @@ from .checkpoint import save_params
 from .files import UsageError, save_text
 from .model import GPT, GPTConfig
 from .options import VARIANTS, Options, apply_to_torch, device_named, whole_number
-from .trainer import Trainer, TrainerConfig
+from .trainer import Interrupted, Trainer, TrainerConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_OUT = os.path.join(REPO, 'runs', 'demo')
@@ -128,10 +128,10 @@ def run(out, size='default', seed=0, one_bio=False, device=None, threads=None, v
     print(f'{variant}: pretraining on {paths["wiki.txt"]} ({len(corpus) - 1} biographies)', flush=True)
     model = new_model(corpus, s, seed, variant)
     pretraining = train(model, corpus, s['pretrain_steps'], s['pretrain_batch'], s['pretrain_lr'], seed, device)
-    save_params(model, os.path.join(out, 'pretrain.params'))
+    save_params(model, os.path.join(out, 'pretrain.params'), corpus.itos)
     print(f'{variant}: finetuning the pretrained model', flush=True)
     finetune(model, s['finetune_epochs'])
-    save_params(model, os.path.join(out, 'finetune.params'))
+    save_params(model, os.path.join(out, 'finetune.params'), corpus.itos)
     pretrained = dev_accuracy(model, corpus, dev_lines, device)
 
     print(f'{variant}: finetuning a model without pretraining', flush=True)
@@ -139,7 +139,7 @@ def run(out, size='default', seed=0, one_bio=False, device=None, threads=None, v
     # More epochs, as the course gives this run (75 against 10), so that it at
     # least learns the answer format and the training people.
     finetune(scratch, s['nopretrain_epochs'])
-    save_params(scratch, os.path.join(out, 'nopretrain.params'))
+    save_params(scratch, os.path.join(out, 'nopretrain.params'), corpus.itos)
     nopretrain = dev_accuracy(scratch, corpus, dev_lines, device)
 
     train_answers = [line.split('\t')[1] for line in train_text.split('\n') if line.strip()]
@@ -238,6 +238,11 @@ def parse(argv):
     out = os.path.abspath(args.out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f'--out {args.out} is a file; give a directory')
+    code = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # src/: the code and the course data
+    if os.path.realpath(out) == os.path.realpath(code) or \
+            os.path.realpath(out).startswith(os.path.realpath(code) + os.sep):
+        raise UsageError(f'--out {args.out} is inside the code (src/); choose a folder outside it, such as the '
+                         f'default runs/demo')
     args.out = out
     return args
 
@@ -256,8 +261,11 @@ def main(argv=None):
     except (UsageError, OSError) as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
+    except Interrupted as e:  # a signal while training: the demo keeps no checkpoint to resume from
+        print('demo interrupted; run it again to start over', file=sys.stderr)
+        sys.exit(e.code)
     except KeyboardInterrupt:
-        print('interrupted', file=sys.stderr)
+        print('demo interrupted; run it again to start over', file=sys.stderr)
         sys.exit(130)
     print(shown)
     print(f'wrote {written}')

@@ -94,24 +94,92 @@ def read_text(path, what):
 # ---------------------------------------------------------------- outputs
 
 def output_file(path, what):
-    """path, checked: a file that can be (re)written in an existing folder."""
+    """path, checked: a file that can be (re)written in an existing folder, tried for real (a
+    temporary file made and removed beside it), since permissions alone do not say it: root
+    passes every permission check, and /proc, /sys or a read-only disk refuse new files."""
     if not path:
         raise UsageError(f'{what} is required')
-    directory = os.path.dirname(os.path.abspath(path))
+    if path.endswith(os.sep) or os.path.isdir(path):
+        raise UsageError(f'{what} {path} is a directory; give a file path')
+    if os.path.islink(path) and not os.path.exists(path):
+        raise UsageError(f'{what} {path} is a symlink to {os.readlink(path)}, which does not exist; '
+                         f'remove the link or give another path')
+    real = os.path.realpath(path)  # a symlinked output is written through the link
+    directory = os.path.dirname(real)
     if not os.path.isdir(directory):
         raise UsageError(f'{what} {path}: directory {directory} does not exist; create it or choose another path')
-    if os.path.isdir(path):
-        raise UsageError(f'{what} {path} is a directory; give a file path')
-    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+    if os.path.exists(real) and not stat.S_ISREG(os.stat(real).st_mode):
         raise UsageError(f'{what} {path} is not a regular file (a pipe or a device); give a file path')
-    if not os.access(directory, os.W_OK):
-        raise UsageError(f'{what} {path}: directory {directory} cannot be written (permission denied)')
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(real) + '.', suffix='.tmp')
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise UsageError(f'{what} {path}: no file can be written in {directory} ({e.strerror}); '
+                         f'choose another path') from None
     return path
+
+
+# ---------------------------------------------------------------- the files beside a params file
+
+def checkpoint_path(params_path):
+    """The resumable checkpoint of the run that writes params_path."""
+    return params_path + '.ckpt'
+
+
+def log_path(params_path):
+    """The metrics log of the runs that wrote params_path."""
+    return params_path + '.log.jsonl'
+
+
+def vocabulary_path(params_path):
+    """The vocabulary params_path was trained with (absent beside course params)."""
+    return params_path + '.vocab.json'
+
+
+def lock_path(params_path):
+    """Held by the run writing params_path, while it runs."""
+    return params_path + '.lock'
 
 
 def companions(params_path):
     """The files a training run writes beside its params: (description, path)."""
-    return [('its checkpoint', params_path + '.ckpt'), ('its metrics log', params_path + '.log.jsonl')]
+    return [('its checkpoint', checkpoint_path(params_path)), ('its metrics log', log_path(params_path)),
+            ('its vocabulary', vocabulary_path(params_path)), ('its lock', lock_path(params_path))]
+
+
+class WriterLock:
+    """One run at a time writes a params file: held from before any work until the run ends.
+
+    An advisory lock (flock) on params.lock, which the kernel drops when the holder
+    dies, so a killed run never blocks the next; the file is removed when the run ends."""
+
+    def __init__(self, params_path):
+        self.params_path, self.path, self.fd = params_path, lock_path(params_path), None
+
+    def __enter__(self):
+        import fcntl
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 32).decode('ascii', 'replace').strip() or 'another process'
+                os.close(fd)
+                raise UsageError(f'{self.params_path} is being written by another run ({holder}); wait for it '
+                                 f'to end or give another --writing_params_path') from None
+            # The holder before us may have removed the file after we opened it: lock the one there now.
+            if os.path.exists(self.path) and os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f'process {os.getpid()}'.encode('ascii'))
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        os.unlink(self.path)
+        os.close(self.fd)
 
 
 def check_outputs_spare_inputs(inputs, outputs):

@@ -9,7 +9,7 @@ as an optional last argument, which they hand to the Trainer.
 import os
 import random
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, files
 from .dataset import NameDataset, CharCorruptionDataset
 from .model import GPT
 from .options import default_device
@@ -55,9 +55,8 @@ def finetune(reading_params_path, finetune_corpus_path, pretrain_dataset, block_
     tconf = None  # TrainerConfig object (see trainer.py for more details)
     max_epochs = 75
     if reading_params_path is not None:
-        state = checkpoint.load_params(reading_params_path)  # map_location cpu, as the handout asks
-        checkpoint.check_params_fit(state, model, reading_params_path)
-        model.load_state_dict(state)
+        # map_location cpu, as the handout asks; checked against the model and the vocabulary.
+        checkpoint.load_into(model, reading_params_path, pretrain_dataset.itos)
         max_epochs = 10
     tconf = TrainerConfig(max_epochs=max_epochs, batch_size=256, learning_rate=6e-4,
                           lr_decay=True, warmup_tokens=512 * 20,
@@ -86,8 +85,8 @@ def train(model, writing_params_path, trainer_obj):
     # The trainer keeps its resumable checkpoint and metrics log beside the params file.
     trainer_obj.train(writing_params_path)
     if distributed.is_main():
-        checkpoint.save_params(model, writing_params_path)
-        ckpt = writing_params_path + '.ckpt'
+        checkpoint.save_params(model, writing_params_path, trainer_obj.train_dataset.itos)
+        ckpt = files.checkpoint_path(writing_params_path)
         if os.path.exists(ckpt):
             os.unlink(ckpt)  # the run is complete; its params file is the result
     return

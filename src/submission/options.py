@@ -11,6 +11,7 @@ a Trainer given no Options trains as the course's does.
 """
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -90,10 +91,10 @@ class Options:
 
 
 def whole_number(text, option, low=1, high=None):
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise UsageError(f'{option}={text} is not a whole number') from None
+    """A whole number written in plain ASCII digits (int() would also take 1_0 and other scripts' digits)."""
+    if not isinstance(text, str) or not re.fullmatch(r'[+-]?[0-9]+', text):
+        raise UsageError(f'{option}={text} is not a whole number; write it in digits 0-9')
+    value = int(text)
     if value < low or (high is not None and value > high):
         bound = f'from {low} to {high}' if high is not None else f'at least {low}'
         raise UsageError(f'{option}={text} is out of range; give a whole number {bound}')
@@ -101,10 +102,11 @@ def whole_number(text, option, low=1, high=None):
 
 
 def seconds(text, option):
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise UsageError(f'{option}={text} is not a number of seconds') from None
+    """A number of seconds written in plain ASCII (float() would also take 1_0 and other scripts' digits)."""
+    words = ('inf', '+inf', 'infinity', '+infinity', 'nan')  # refused below, as not finite
+    if not re.fullmatch(r'[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?', text) and text.lower() not in words:
+        raise UsageError(f'{option}={text} is not a number of seconds; write it in digits 0-9')
+    value = float(text)
     if not math.isfinite(value) or value < 0:
         raise UsageError(f'{option}={text} must be a finite number of seconds, 0 or more')
     return value

@@ -55,7 +55,8 @@ def experiments_in(submission_dir):
 
 
 def read_log(path):
-    """The records of a metrics log; a line cut short by a crash is skipped, not fatal."""
+    """The records of a metrics log; a line cut short by a crash, or holding a number that is not
+    finite (or too large for a float), is skipped, not fatal."""
     records = []
     with open(path, encoding='utf-8', errors='replace') as f:
         for line in f:
@@ -63,9 +64,20 @@ def read_log(path):
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict):
+            # A diverged run's loss is NaN or inf, which the report shows; any other number must be finite.
+            if isinstance(record, dict) and all(finite(v, allow_nan=key == 'loss') for key, v in record.items()):
                 records.append(record)
     return records
+
+
+def finite(value, allow_nan=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        return False
+    return allow_nan or math.isfinite(number)
 
 
 def is_step(record):

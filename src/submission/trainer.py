@@ -146,7 +146,7 @@ class Trainer:
         self.set_lr(lr_at(self.tokens, config) if self.step else config.learning_rate)
 
         self.open_logs(params_path, saver.settings)
-        stop = StopFlag()
+        stop = StopFlag(saves=bool(saver.path))
         stop.install()
         # The perceiver's slots summarise a whole row: its examples cannot share rows.
         self.batches = batching.Prefetcher(self.train_dataset, self.batch_plan(epoch, batch), opts.exact,
@@ -363,8 +363,9 @@ class Trainer:
 class StopFlag:
     """SIGINT/SIGTERM ask the loop to checkpoint and stop at the next step; a second one exits at once."""
 
-    def __init__(self):
+    def __init__(self, saves=True):
         self.signum = None
+        self.saves = saves  # whether a checkpoint is written on the way out
         self.previous = {}
         self.vote = None  # under torchrun: the ranks' last vote, still being summed
 
@@ -388,8 +389,9 @@ class StopFlag:
             remove_partial_files()  # os._exit skips the cleanup of a checkpoint being written
             os._exit(128 + signum)
         self.signum = signum
-        print(f'\n{signal.Signals(signum).name} received: writing a checkpoint after this step '
-              f'(send it again to exit at once)', file=sys.stderr, flush=True)
+        doing = 'writing a checkpoint after this step' if self.saves else 'stopping after this step'
+        print(f'\n{signal.Signals(signum).name} received: {doing} (send it again to exit at once)',
+              file=sys.stderr, flush=True)
 
     def agreed(self, due):
         """(stop?, checkpoint due?) agreed by every rank, so all of them act together.
