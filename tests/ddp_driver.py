@@ -43,7 +43,7 @@ options = Options(exact=mode == 'exact', device='cpu', precision='fp32', seed=0,
 trainer = Trainer(model, names, None, tc, options)
 if interrupt_at and os.environ.get('RANK', '0') == '0':
     def watch():
-        while trainer.step < interrupt_at:
+        while trainer.state is None or trainer.state.step < interrupt_at:
             time.sleep(0.001)
         os.kill(os.getpid(), signal.SIGTERM)
     threading.Thread(target=watch, daemon=True).start()

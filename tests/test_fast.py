@@ -251,7 +251,7 @@ def test_prefetched_batches_equal_batches_built_in_line(pre, names):
     steps and restarted from there with that state, as a resumed run is, it goes on with the
     same batches. Packed pretraining batches (random) and exact finetuning ones (fixed)."""
     for ds, exact in ((pre, False), (names, True)):
-        steps = [(e, it, 16, list(range(it * 16, it * 16 + 16)), 1.0) for e in range(2) for it in range(3)]
+        steps = [batching.Step(e, it, 16, list(range(it * 16, it * 16 + 16)), 1.0) for e in range(2) for it in range(3)]
         random.seed(3)
         inline = []
         for step in steps:
@@ -260,9 +260,9 @@ def test_prefetched_batches_equal_batches_built_in_line(pre, names):
 
         def same(got, want):
             (x, y, pos), state = want
-            assert torch.equal(got[3], x) and torch.equal(got[4], y)
-            assert (got[5] is None and pos is None) or torch.equal(got[5], pos)
-            assert got[6] == int((y != 0).sum())
+            assert torch.equal(got.x, x) and torch.equal(got.y, y)
+            assert (got.pos is None and pos is None) or torch.equal(got.pos, pos)
+            assert got.targets == int((y != 0).sum()) and got.random_state == state
 
         random.seed(3)
         first = batching.Prefetcher(ds, iter(steps), exact, 'cpu', background=True)

@@ -96,7 +96,7 @@ def test_fp32_training_takes_no_autocast_and_no_amp_scaler(world_pre, monkeypatc
     trainer = Trainer(model, world_pre, None, TrainerConfig(max_epochs=1, batch_size=16, learning_rate=1e-3),
                       Options(exact=False, device='cpu', precision='fp32', max_steps=2, progress=False))
     trainer.train()
-    assert trainer.step == 2 and trainer.final_loss == trainer.final_loss  # not NaN
+    assert trainer.state.step == 2 and trainer.final_loss == trainer.final_loss  # not NaN
 
 
 # ---------------------------------------------------------------- where it runs

@@ -14,11 +14,19 @@ dataset.py), from the same random draws as its per-item one.
 `Prefetcher` builds the batches of a run ahead, in a background thread, so
 that a GPU never waits for Python to pack the next one.
 """
+import collections
 import queue
 import random
 import threading
 
 import torch
+
+# One step of a run's plan (Trainer.batch_plan): its epoch, its index in the epoch, the course
+# rows it counts, this rank's dataset indices, and this rank's weight (0 for a rank with none).
+Step = collections.namedtuple('Step', 'epoch index rows indices weight')
+# A step's batch: x, y, pos (None unless packed), its non-pad target count, and the batch
+# stream's `random` state after it was built.
+Batch = collections.namedtuple('Batch', 'step x y pos targets random_state')
 
 
 def make_batch(dataset, indices, exact, packed=True):
@@ -85,9 +93,7 @@ def pack(examples, width):
 class Prefetcher:
     """The batches of a run, in order; on a GPU built up to `ahead` steps in advance by a thread.
 
-    plan: an iterator of (epoch, it, rows, indices, weight), one per step (see
-    Trainer.batch_plan). Each item handed out is (epoch, it, rows, x, y, pos,
-    targets, weight), with targets the batch's non-pad target count.
+    plan: an iterator of Steps (Trainer.batch_plan); each is handed out as its Batch.
 
     Batches come from the dataset's random draws (Python's `random`, as the
     course's dataset uses). While training runs the thread is that stream's
@@ -113,13 +119,12 @@ class Prefetcher:
             self.thread.start()
 
     def build(self, step):
-        epoch, it, rows, indices, weight = step
-        x, y, pos = make_batch(self.dataset, indices, self.exact, self.packed)
+        x, y, pos = make_batch(self.dataset, step.indices, self.exact, self.packed)
         targets = int((y != 0).sum())
         if self.pin:
             x, y = x.pin_memory(), y.pin_memory()
             pos = None if pos is None else pos.pin_memory()
-        return (epoch, it, rows, x, y, pos, targets, weight), random.getstate()
+        return Batch(step, x, y, pos, targets, random.getstate())
 
     def fill(self):
         try:
@@ -144,14 +149,14 @@ class Prefetcher:
 
     def __next__(self):
         if self.thread is None:
-            batch, self.random_state = self.build(next(self.plan))
-            return batch
-        item = self.queue.get()
-        if item is None:
-            raise StopIteration
-        if isinstance(item, BaseException):
-            raise item
-        batch, self.random_state = item
+            batch = self.build(next(self.plan))
+        else:
+            batch = self.queue.get()
+            if batch is None:
+                raise StopIteration
+            if isinstance(batch, BaseException):
+                raise batch
+        self.random_state = batch.random_state
         return batch
 
     def close(self):

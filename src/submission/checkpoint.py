@@ -1,12 +1,13 @@
 """Checkpoint: resumable training checkpoints, and params files loaded safely and checked for fit.
 
 A training checkpoint (`<params>.ckpt`) holds what a resumed run needs to
-reach the same end state as an uninterrupted one: model and optimizer state,
-the schedule's token counter, where in which epoch it stopped, every random
-number generator's state (of every rank), and the run's settings (a
-checkpoint from other settings is refused). `Checkpointer` is the small
-object the trainer keeps: where the checkpoint lives, when the next one is
-due, and saving and restoring it.
+reach the same end state as an uninterrupted one: the trainer's whole
+TrainingState (model, optimizer, the schedule's token counter, steps, where in
+which epoch it stopped, seconds trained, the run's id), every random number
+generator's state (of every rank), and the run's settings (a checkpoint from
+other settings is refused). `Checkpointer` is the small object the trainer
+keeps: where the checkpoint lives, when the next one is due, and saving and
+restoring the state.
 
 Params files are read with `torch.load(weights_only=True)`, so a params file
 cannot run code, and `check_params_fit` explains in one line a params file
@@ -62,37 +63,28 @@ class Checkpointer:
     def due(self):
         return bool(self.path) and time.time() - self.last >= self.every
 
-    def save(self, trainer, epoch, batch):
-        """Checkpoint the run, to continue at (epoch, batch); every rank gives its random state."""
-        states = distributed.gather_objects(rng_state(trainer.batches.random_state))
+    def save(self, state):
+        """Checkpoint the training state (trainer.TrainingState), with every rank's random state."""
+        states = distributed.gather_objects(rng_state(state.batch_random))
         if self.path and distributed.is_main():
-            save_torch({
-                'format': FORMAT, 'model': trainer.raw_model.state_dict(),
-                'optimizer': trainer.optimizer.state_dict(), 'scaler': trainer.scaler.state_dict(),
-                'tokens': trainer.tokens, 'step': trainer.step, 'epoch': epoch, 'batch': batch,
-                'rng': states, 'settings': self.settings, 'elapsed': trainer.elapsed_so_far(),
-            }, self.path)
+            save_torch({'format': FORMAT, **state.state_dict(), 'rng': states, 'settings': self.settings},
+                       self.path)
         self.last = time.time()
 
-    def restore(self, trainer):
-        """Load the checkpoint into the trainer; returns (epoch, batch, elapsed) to continue from."""
+    def restore(self, state, seed):
+        """Load the checkpoint into the training state, and this rank's random state."""
         ckpt = load_checkpoint(self.path)
         check_settings(self.path, ckpt['settings'], self.settings)
-        trainer.raw_model.load_state_dict(ckpt['model'])
-        trainer.optimizer.load_state_dict(ckpt['optimizer'])
-        if trainer.scaler.is_enabled():
-            trainer.scaler.load_state_dict(ckpt['scaler'])
-        trainer.tokens, trainer.step = ckpt['tokens'], ckpt['step']
+        state.load_state_dict(ckpt)
         world, rank, states = distributed.world_size(), distributed.rank(), ckpt['rng']
         if len(states) == world:
             set_rng_state(states[rank])
         else:  # another number of processes: fresh but reproducible streams
-            seed = trainer.options.seed * 7919 + trainer.step * 31 + rank
-            random.seed(seed)
-            torch.manual_seed(seed)
+            random.seed(seed * 7919 + state.step * 31 + rank)
+            torch.manual_seed(seed * 7919 + state.step * 31 + rank)
+        state.batch_random = random.getstate()
         if distributed.is_main():
-            print(f'resuming from {self.path}: epoch {ckpt["epoch"] + 1}, step {trainer.step}', flush=True)
-        return ckpt['epoch'], ckpt['batch'], ckpt['elapsed']
+            print(f'resuming from {self.path}: epoch {state.epoch + 1}, step {state.step}', flush=True)
 
 
 def load_checkpoint(path):

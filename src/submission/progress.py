@@ -1,14 +1,20 @@
 """Progress: what a training run shows while it runs and leaves behind in its log.
 
-One bar for the whole run (epoch, step, loss, lr, tokens/s, ETA of the run)
-when stderr is a terminal; otherwise a plain line every `interval` seconds,
-so CI logs and nohup files stay readable. Every step is also appended as a
-JSON line (step, epoch, loss, lr, tokens_per_s, elapsed) to the run's
-metrics log, and to TensorBoard event files when tensorboard is installed.
+`RunLog` is all the trainer sees of it: a session's start record, every step,
+and its end. Behind it, one bar for the whole run (epoch, step, loss, lr,
+tokens/s, ETA of the run) when stderr is a terminal, otherwise a plain line
+every `interval` seconds, so CI logs and nohup files stay readable
+(`Progress`); and the metrics log beside the params file, one JSON line a
+record, mirrored to TensorBoard event files when tensorboard is installed
+(`MetricsLog`). A session's start record carries its run's id, which a resumed
+run keeps (the checkpoint holds it), so a reader tells runs and their sessions
+apart without guessing.
 """
 import json
 import sys
 import time
+
+import torch
 
 
 def fmt_time(seconds):
@@ -105,3 +111,54 @@ class MetricsLog:
             self.file.close()
         if self.tb is not None:
             self.tb.close()
+
+
+class RunLog:
+    """One training session's log: a start record, every step (step, epoch, loss, lr,
+    tokens_per_s, elapsed), an end record; shown on the display as they are written.
+
+    The step losses stay on the device until `flush()`, which writes every `every`
+    seconds (0: every step), so a GPU is not made to wait for the host each step: one
+    transfer brings back every loss of the window."""
+
+    def __init__(self, path, start, total_steps, max_epochs, state, show=True, every=0.0):
+        from . import distributed
+        main = distributed.is_main()
+        self.state, self.max_epochs, self.every = state, max_epochs, every
+        self.show = Progress(total_steps, state.step, enabled=show and main)
+        self.metrics = MetricsLog(path, enabled=main)
+        self.metrics.write(start)
+        self.pending, self.since, self.final_loss = [], time.time(), float('nan')
+
+    def say(self, text):
+        self.show.say(text)
+
+    def step(self, step, epoch, loss, lr, tokens):
+        self.pending.append({'step': step, 'epoch': epoch, 'loss': loss, 'lr': lr, 'tokens': tokens})
+        if time.time() - self.since >= self.every:
+            self.flush()
+
+    def flush(self):
+        now = time.time()
+        if self.pending:
+            losses = torch.stack([r['loss'] for r in self.pending]).tolist()
+            tokens_per_s = sum(r['tokens'] for r in self.pending) / max(now - self.since, 1e-9)
+            elapsed = self.state.elapsed()
+            for record, loss in zip(self.pending, losses):
+                record.update(loss=loss, tokens_per_s=tokens_per_s, elapsed=elapsed)
+                del record['tokens']
+                self.metrics.write(record)
+            last = self.pending[-1]
+            self.show.update(last['step'], last['epoch'] - 1, self.max_epochs, last['loss'], last['lr'],
+                             tokens_per_s)
+            self.final_loss = last['loss']
+        self.pending, self.since = [], now
+
+    def close(self, peak_mb):
+        """The end record; returns the last loss logged."""
+        self.flush()
+        self.show.close()
+        self.metrics.write({'event': 'end', 'step': self.state.step, 'loss': self.final_loss,
+                            'elapsed': self.state.elapsed(), 'peak_mb': peak_mb})
+        self.metrics.close()
+        return self.final_loss

@@ -86,39 +86,37 @@ def is_step(record):
 
 
 def summarize_log(records):
-    """Steps, loss curve and cost of the latest training run in a log, across its resumed sessions.
+    """Steps, loss curve and cost of the latest training run in a log, across its sessions.
 
-    A log can hold more than one run: run.sh passes --resume, so a finished
-    command run again starts over (its checkpoint is gone) and appends to the
-    same log. A run from scratch begins at step 1, so that is where the latest
-    run begins. Within a run, a resumed session shows as its own start event,
-    steps logged after an end event, or step numbers going back (a kill that
-    left no end event, resumed from an older checkpoint); the later record of a
-    step is the one the final model went through.
+    A log holds sessions, each opened by a start record: run.sh passes --resume, so
+    a finished command run again starts a new run in the same log, and a stopped
+    one resumes in a new session. A start record names its run (an id that a
+    resumed run keeps); in logs written before runs had ids, a session resuming from
+    a later step than 0 continues the run before it. Within a run, the later record
+    of a step is the one the final model went through (a session resumed from an
+    older checkpoint repeats steps).
     """
-    start, by_step, resumed_at, sessions = {}, {}, [], 0
-    boundary, last, last_start = False, None, {}
-    timed = []
+    sessions = []  # (start record, the records after it)
     for r in records:
         if r.get('event') == 'start':
-            last_start = r
-        if r.get('event') in ('start', 'end'):
-            boundary = True
-        elif is_step(r):
-            if r['step'] == 1:
-                start, by_step, resumed_at, sessions, timed = last_start, {}, [], 1, []
-            elif not by_step or boundary or r['step'] <= last:
-                if by_step:
-                    resumed_at.append(r['step'])
-                sessions += 1
-            boundary, last = False, r['step']
-            by_step[r['step']] = r
-        if by_step and isinstance(r.get('elapsed'), (int, float)):
-            timed.append(r)
+            sessions.append((r, []))
+        elif sessions:
+            sessions[-1][1].append(r)
+    first = len(sessions) - 1
+    while first > 0 and same_run(sessions[first - 1][0], sessions[first][0]):
+        first -= 1
+    run = sessions[first:]
+    by_step, resumed_at = {}, []
+    for n, (_, rest) in enumerate(run):
+        steps = [r for r in rest if is_step(r)]
+        if n and steps:
+            resumed_at.append(steps[0]['step'])
+        by_step.update((r['step'], r) for r in steps)
+    timed = [r for _, rest in run for r in rest if isinstance(r.get('elapsed'), (int, float))]
     curve = [(s, by_step[s]['loss']) for s in sorted(by_step)]
     return {
-        'start': start or last_start,
-        'sessions': sessions,
+        'start': run[0][0] if run else {},
+        'sessions': sum(1 for _, rest in run if any(is_step(r) for r in rest)),
         'resumed_at': resumed_at,
         'curve': curve,
         'steps': curve[-1][0] if curve else 0,
@@ -126,6 +124,13 @@ def summarize_log(records):
         # elapsed is cumulative over resumes, so the last record holds the run's time.
         'elapsed': timed[-1]['elapsed'] if timed else None,
     }
+
+
+def same_run(earlier, later):
+    """Whether a session (its start record) continues the run of the session before it."""
+    if 'run' in earlier and 'run' in later:
+        return earlier['run'] == later['run']
+    return isinstance(later.get('resumed_from_step'), int) and later['resumed_from_step'] > 0
 
 
 def plot_curve(summary, title, path):
