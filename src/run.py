@@ -32,6 +32,7 @@ Our options:
     --exact                         the plain course computation: fp32, per-item dataset,
                                     full-length rows, one-question-at-a-time evaluation
     --resume                        continue from WRITING_PARAMS_PATH.ckpt if it exists
+    --restart                       discard WRITING_PARAMS_PATH.ckpt and start over
     --checkpoint_every=SECONDS      seconds between resumable checkpoints (default 300)
     --submission_dir=DIR            report: where params, logs and predictions are (default submission)
     --data_dir=DIR                  report: where the course data is (default data)

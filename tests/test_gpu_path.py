@@ -115,7 +115,7 @@ def test_every_run_says_where_it_runs(world_data, params, tmp_path):
         p = run_py(args + common)
         assert p.returncode == 0, p.stderr
         first = p.stdout.splitlines()[0]
-        assert first.startswith('running on cpu (') and ', 1 threads), ' in first, first
+        assert first.startswith('running on cpu (') and ', 1 thread), ' in first, first
         assert f', torch {torch.__version__}' in first
     assert ', fp32, ' in first  # evaluation computes in fp32
 

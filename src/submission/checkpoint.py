@@ -51,8 +51,8 @@ def set_rng_state(state):
 class Checkpointer:
     """A run's resumable checkpoint: its path (None: never written), its period and its settings."""
 
-    def __init__(self, path, every, settings):
-        self.path, self.every, self.settings = path, every, settings
+    def __init__(self, path, every, settings, run_options=None):
+        self.path, self.every, self.settings, self.run_options = path, every, settings, run_options or {}
         self.last = time.time()
         if path and distributed.is_main():
             remove_stale_temporaries(path)
@@ -63,12 +63,14 @@ class Checkpointer:
     def due(self):
         return bool(self.path) and time.time() - self.last >= self.every
 
-    def save(self, state):
-        """Checkpoint the training state (trainer.TrainingState), with every rank's random state."""
-        states = distributed.gather_objects(rng_state(state.batch_random))
+    def save(self, state, everyone=True):
+        """Checkpoint the training state (trainer.TrainingState), with every rank's random state
+        (everyone=False: this rank's alone, called from one rank)."""
+        mine = rng_state(state.batch_random)
+        states = distributed.gather_objects(mine) if everyone else [mine]
         if self.path and distributed.is_main():
-            save_torch({'format': FORMAT, **state.state_dict(), 'rng': states, 'settings': self.settings},
-                       self.path)
+            save_torch({'format': FORMAT, **state.state_dict(), 'rng': states, 'settings': self.settings,
+                        'options': self.run_options}, self.path)
         self.last = time.time()
 
     def restore(self, state, seed):
@@ -85,6 +87,10 @@ class Checkpointer:
         state.batch_random = random.getstate()
         if distributed.is_main():
             print(f'resuming from {self.path}: epoch {state.epoch + 1}, step {state.step}', flush=True)
+            before = ckpt.get('options', {})
+            for key, now in self.run_options.items():
+                if key in before and before[key] != now:
+                    print(f'note: resuming with {key} {now} (the run so far: {before[key]})', flush=True)
 
 
 def load_checkpoint(path):
@@ -100,10 +106,19 @@ def load_checkpoint(path):
     return ckpt
 
 
+def step_of(path):
+    """The step a checkpoint on disk is at; None when there is none (or it cannot be read)."""
+    try:
+        return load_checkpoint(path)['step'] if path and os.path.exists(path) else None
+    except UsageError:
+        return None
+
+
 def check_settings(path, saved, current):
-    """Refuse a checkpoint whose run settings differ from this run's."""
-    diffs = [f'{k} {saved.get(k)!r} there, {current.get(k)!r} now'
-             for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+    """Refuse a checkpoint whose run settings differ from this run's (in the settings it records:
+    a checkpoint from before a setting was recorded is not refused for it)."""
+    diffs = ['another vocabulary' if k == 'vocabulary' else f'{k} {saved[k]!r} there, {current.get(k)!r} now'
+             for k in sorted(saved) if saved[k] != current.get(k)]
     if diffs:
         raise UsageError(f'checkpoint {path} was written with other settings ({"; ".join(diffs)}); '
                          f'rerun with those settings or delete it to start over')

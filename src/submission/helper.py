@@ -85,7 +85,17 @@ def train(model, writing_params_path, trainer_obj):
     # The trainer keeps its resumable checkpoint and metrics log beside the params file.
     trainer_obj.train(writing_params_path)
     if distributed.is_main():
-        checkpoint.save_params(model, writing_params_path, trainer_obj.train_dataset.itos)
+        try:
+            checkpoint.save_params(model, writing_params_path, trainer_obj.train_dataset.itos)
+        except OSError as e:  # e.g. a full disk: the trained model goes to the checkpoint instead
+            kept = trainer_obj.keep_end()
+            ckpt = files.checkpoint_path(writing_params_path)
+            raise files.UsageError(
+                f'could not write {writing_params_path} ({e.strerror or e}); ' +
+                (f'the trained model is kept in {ckpt} (step {kept}): make room and run the same command with '
+                 f'--resume to write the params' if kept == trainer_obj.state.step else
+                 f'the last checkpoint kept is {ckpt} (step {kept}): make room and resume from it'
+                 if kept is not None else 'nor could a checkpoint be kept: make room and train again')) from None
         ckpt = files.checkpoint_path(writing_params_path)
         if os.path.exists(ckpt):
             os.unlink(ckpt)  # the run is complete; its params file is the result

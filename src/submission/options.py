@@ -32,7 +32,7 @@ EPOCH_LIMIT = 100_000  # far beyond any run, and small enough that token counts 
 # Which of run.py's options each function uses; giving one it does not use is an
 # error (it would be ignored silently, e.g. --reading_params_path with pretrain).
 TRAINING = ('--variant', '--bottleneck_dim', '--pretrain_corpus_path', '--writing_params_path', '--max_epochs',
-            '--schedule_epochs', '--max_steps', '--seed', '--device', '--precision', '--compile', '--exact', '--resume',
+            '--schedule_epochs', '--max_steps', '--seed', '--device', '--precision', '--compile', '--exact', '--resume', '--restart',
             '--checkpoint_every', '--threads')
 USES = {
     'pretrain': TRAINING,
@@ -83,6 +83,7 @@ class Options:
     max_steps: int = None
     threads: int = None     # None: torch's own choice
     resume: bool = False
+    restart: bool = False  # discard an interrupted run's checkpoint and start over (wins over resume)
     checkpoint_every: float = 300.0  # seconds
     progress: bool = True
     submission_dir: str = 'submission'
@@ -272,12 +273,13 @@ def where_it_runs(o):
     """One line: the device (GPU or CPU by name), the precision, threads and torch, and a CUDA
     build that finds no GPU (a driver mismatch would otherwise fall back to the CPU unseen)."""
     threads = torch.get_num_threads()
+    threads = f'{threads} thread{"s" * (threads != 1)}'
     if o.device.startswith('cuda'):
-        device = f'{o.device} ({torch.cuda.get_device_name(o.device)}), {threads} CPU threads'
+        device = f'{o.device} ({torch.cuda.get_device_name(o.device)}), {threads} on the CPU'
     elif o.device == 'mps':
-        device = f'mps (Apple GPU), {threads} CPU threads'
+        device = f'mps (Apple GPU), {threads} on the CPU'
     else:
-        device = f'cpu ({cpu_name()}, {threads} threads)'
+        device = f'cpu ({cpu_name()}, {threads})'
     line = f'running on {device}, {o.precision}, torch {torch.__version__}'
     if distributed.world_size() > 1:
         line += f', {distributed.world_size()} processes'
@@ -325,7 +327,7 @@ def from_command_line(args):
         seed=number('--seed', low=0, high=SEED_LIMIT - 1) or 0,
         max_epochs=number('--max_epochs'), schedule_epochs=schedule_epochs, max_steps=number('--max_steps'),
         threads=number('--threads', high=os.cpu_count() * 4),
-        resume=bool(args['--resume']),
+        resume=bool(args['--resume']), restart=bool(args['--restart']),
         checkpoint_every=300.0 if args['--checkpoint_every'] is None
         else seconds(args['--checkpoint_every'], '--checkpoint_every'),
         submission_dir=args['--submission_dir'] or 'submission', data_dir=args['--data_dir'] or 'data',

@@ -170,6 +170,7 @@ class Trainer:
             self.total_steps = min(self.total_steps, self.options.max_steps)
         self.runner = None  # the model as the steps call it: wrapped for DDP, compiled (set_up)
         self.state = None  # the run's TrainingState (set_up, then resumed or not)
+        self.saver = None  # its checkpoint.Checkpointer (train)
         self.elapsed, self.final_loss = None, float('nan')  # what the run took and ended with
 
     def save_checkpoint(self):
@@ -188,12 +189,9 @@ class Trainer:
         config, opts = self.config, self.options
         self.set_up()
         state = self.state
-        saver = checkpoint.Checkpointer(params_path and files.checkpoint_path(params_path), opts.checkpoint_every,
-                                        self.settings())
-        if opts.resume and saver.exists():
-            saver.restore(state, opts.seed)
-        elif saver.exists() and distributed.is_main():
-            print(f'note: starting over; {saver.path} exists (pass --resume to continue it)')
+        self.saver = saver = checkpoint.Checkpointer(params_path and files.checkpoint_path(params_path),
+                                                     opts.checkpoint_every, self.settings(), self.run_options())
+        self.resume_or_start(saver)
         self.set_lr(lr_at(state.tokens, config) if state.step else config.learning_rate)
         width = self.train_dataset.block_size - 1  # each course row has block_size-1 positions
         log = progress.RunLog(params_path and files.log_path(params_path), self.start_record(saver.settings),
@@ -262,7 +260,42 @@ class Trainer:
             'learning_rate': self.config.learning_rate, 'vocab_size': conf.vocab_size,
             'block_size': conf.block_size, 'exact': opts.exact, 'precision': opts.precision, 'seed': opts.seed,
             'schedule_epochs': opts.schedule_epochs,
+            'vocabulary': ''.join(self.train_dataset.itos[i] for i in range(len(self.train_dataset.itos))),
         }
+
+    def run_options(self):
+        """How this session runs, which a resumed session may change (each change is said)."""
+        opts = self.options
+        return {'--threads': torch.get_num_threads(), '--device': str(self.device), '--max_steps': opts.max_steps,
+                '--checkpoint_every': opts.checkpoint_every, 'processes': distributed.world_size()}
+
+    def resume_or_start(self, saver):
+        """Continue the checkpoint's run (--resume), or start anew: over a checkpoint only when asked
+        (--restart), since it holds an interrupted run's work."""
+        opts, state = self.options, self.state
+        if not saver.exists():
+            return
+        if opts.restart:
+            if distributed.is_main():
+                print(f'note: --restart: discarding {saver.path} and starting over', flush=True)
+                os.unlink(saver.path)
+            return
+        if not opts.resume:
+            raise UsageError(f'{saver.path} holds an interrupted run; pass --resume to continue it, or --restart '
+                             f'to discard it and start over')
+        saver.restore(state, opts.seed)
+        if opts.max_steps is not None and state.step > opts.max_steps:
+            raise UsageError(f'--max_steps={opts.max_steps}, but the checkpoint {saver.path} is at step '
+                             f'{state.step} already; give --max_steps={state.step} or more, or --restart')
+
+    def keep_end(self):
+        """Checkpoint the run's end (this rank's random state only), for when its params cannot be
+        written; returns the step of the checkpoint kept on disk (None: none)."""
+        try:
+            self.saver.save(self.state, everyone=False)
+        except OSError:
+            pass
+        return checkpoint.step_of(self.saver.path)
 
     def start_record(self, settings):
         """The metrics log's first record of this session: which run, from which step, how."""

@@ -1,0 +1,281 @@
+"""Nothing lost, nothing silently wrong: the third round of bad inputs, through the real command lines.
+
+Families: training progress that could be lost (a checkpoint started over, two runs on
+one params file, a full disk at the end); a model read with another vocabulary or width;
+an option quietly ignored; text the model cannot learn from; outputs that cannot be
+written; the other entry points (grader, demo, report); messages that name the argument.
+Data: the synthetic world. Helpers from test_bad_inputs.py.
+"""
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, SRC, assert_one_line_error, run, run_py
+from test_bad_inputs import DEV, TRAIN, WIKI, evaluate, finetune, pretrain, refused, snapshot
+
+SMALL = ['--threads=1', '--precision=fp32']
+
+
+def train(cwd, args, *extra, **kw):
+    p = run_py(args + SMALL + list(extra), cwd=cwd, **kw)
+    assert p.returncode == 0, p.stderr
+    return p
+
+
+def interrupted_run(cwd, params, corpus=WIKI):
+    """A pretraining run stopped by SIGTERM after its first steps: its checkpoint is on disk."""
+    proc = subprocess.Popen([sys.executable, 'run.py', *pretrain(params, corpus), *SMALL, '--max_steps=500'], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = os.path.join(cwd, params + '.log.jsonl')
+    while not (os.path.exists(log) and '"step": 2,' in open(log).read()):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    assert os.path.exists(os.path.join(cwd, params + '.ckpt'))
+    return os.path.join(cwd, params + '.ckpt')
+
+
+# ---------------------------------------------------------------- training progress is never lost
+
+def test_a_checkpoint_is_never_started_over_without_being_asked(src_copy):
+    ckpt = interrupted_run(src_copy, 'submission/vanilla.pretrain.params')
+    saved = open(ckpt, 'rb').read()
+    # Without --resume: refused, the checkpoint untouched, no params written.
+    refused(src_copy, pretrain('submission/vanilla.pretrain.params') + SMALL + ['--max_steps=3'],
+            'holds an interrupted run', '--resume', '--restart')
+    # Another variant's run over it, asked to resume: refused for its settings, never deleted.
+    refused(src_copy, pretrain('submission/vanilla.pretrain.params', variant='synthesizer') + SMALL +
+            ['--max_steps=3', '--resume'], 'other settings', 'variant')
+    assert open(ckpt, 'rb').read() == saved
+    # --restart discards it (said), trains anew, and the finished run leaves no checkpoint.
+    p = train(src_copy, pretrain('submission/vanilla.pretrain.params'), '--max_steps=2', '--restart', '--resume')
+    assert '--restart: discarding' in p.stdout and 'resuming' not in p.stdout
+    assert not os.path.exists(ckpt) and (src_copy / 'submission' / 'vanilla.pretrain.params').exists()
+
+
+def test_a_second_run_on_the_same_params_is_refused_while_the_first_runs(src_copy):
+    params = 'submission/vanilla.pretrain.params'
+    first = subprocess.Popen([sys.executable, 'run.py', *pretrain(params), *SMALL, '--max_steps=500'],
+                             cwd=src_copy, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = src_copy / (params + '.lock')
+    while not lock.exists():
+        assert first.poll() is None, first.stderr.read()
+        time.sleep(0.05)
+    p = run_py(pretrain(params) + SMALL + ['--max_steps=2', '--restart'], cwd=src_copy)
+    assert_one_line_error(p, 'is being written by another run', f'process {first.pid}')
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=120) == 143
+    assert not lock.exists()  # the first run's lock went with it
+    train(src_copy, pretrain(params), '--max_steps=2', '--resume')  # and the params path is free again
+
+
+FULL_DISK = '''
+import errno, runpy, sys
+sys.path.insert(0, '.')
+import submission.checkpoint as checkpoint
+real = checkpoint.save_torch
+def save_torch(obj, path):
+    if path.endswith('.params'):
+        raise OSError(errno.ENOSPC, 'No space left on device', path)
+    return real(obj, path)
+checkpoint.save_torch = save_torch
+sys.argv = ['run.py'] + sys.argv[1:]
+runpy.run_path('run.py', run_name='__main__')
+'''
+
+
+def test_a_full_disk_at_the_end_keeps_the_trained_model(src_copy, tmp_path):
+    """The params cannot be written: one line, and the run's end goes to its checkpoint; once
+    there is room, the same command with --resume writes params equal to an uninterrupted run's."""
+    args = finetune('submission/a.params') + SMALL + ['--max_steps=3', '--exact']
+    p = run([sys.executable, '-c', FULL_DISK, *args], src_copy)
+    assert_one_line_error(p, 'could not write submission/a.params (No space left on device)',
+                          'kept in submission/a.params.ckpt (step 3)', '--resume')
+    assert not (src_copy / 'submission' / 'a.params').exists()
+    assert run_py(args + ['--resume'], cwd=src_copy).returncode == 0
+    train(src_copy, finetune('submission/b.params') + ['--max_steps=3', '--exact'])
+    a = torch.load(src_copy / 'submission' / 'a.params', weights_only=True)
+    b = torch.load(src_copy / 'submission' / 'b.params', weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in b)
+    assert not (src_copy / 'submission' / 'a.params.ckpt').exists()
+
+
+# ---------------------------------------------------------------- a model read with the wrong vocabulary
+
+def same_size_other_vocabulary(src_copy):
+    """The world's corpus with one letter swapped for a character it lacks: same size, other ids."""
+    text = (src_copy / WIKI).read_text(encoding='utf-8')
+    questions = (src_copy / TRAIN).read_text(encoding='utf-8') + (src_copy / DEV).read_text(encoding='utf-8')
+    letter = next(c for c in sorted(set(text)) if c not in questions and c != '\n')
+    other = next(c for c in '#%&@+=~^' if c not in text)
+    (src_copy / 'data' / 'other.txt').write_text(text.replace(letter, other), encoding='utf-8')
+    return 'data/other.txt'
+
+
+def test_params_read_with_another_vocabulary_of_the_same_size_are_refused(src_copy):
+    train(src_copy, finetune('submission/v.params'), '--max_steps=1')
+    assert (src_copy / 'submission' / 'v.params.vocab.json').exists()
+    other = same_size_other_vocabulary(src_copy)
+    args = evaluate('submission/v.params', 'out.txt')
+    args[2] = f'--pretrain_corpus_path={other}'
+    refused(src_copy, args, 'another vocabulary', 'use the --pretrain_corpus_path the params were trained with')
+    ft = finetune('submission/w.params', reading='submission/v.params')
+    ft[2] = f'--pretrain_corpus_path={other}'
+    refused(src_copy, ft + SMALL + ['--max_steps=1'], 'another vocabulary')
+    # Course params (no vocabulary beside them) still load, as course code would load them.
+    os.unlink(src_copy / 'submission' / 'v.params.vocab.json')
+    assert run_py(args, cwd=src_copy).returncode == 0
+
+
+def test_resuming_with_another_vocabulary_is_refused(src_copy):
+    """The same corpus name and size, other characters: the checkpoint's run cannot go on with it."""
+    (src_copy / 'data' / 'copy.txt').write_bytes((src_copy / WIKI).read_bytes())
+    interrupted_run(src_copy, 'submission/vanilla.pretrain.params', corpus='data/copy.txt')
+    os.replace(src_copy / same_size_other_vocabulary(src_copy), src_copy / 'data' / 'copy.txt')
+    p = refused(src_copy, pretrain('submission/vanilla.pretrain.params', corpus='data/copy.txt') + SMALL +
+                ['--max_steps=3', '--resume'], 'other settings (another vocabulary)')
+
+
+def test_params_of_another_width_or_of_whole_numbers_are_named(src_copy, params):
+    state = torch.load(params['vanilla'], weights_only=True)
+    wide = {k: torch.zeros(*v.shape[:-1], 64) if k == 'tok_emb.weight' else v for k, v in state.items()}
+    torch.save(wide, src_copy / 'wide.params')
+    refused(src_copy, evaluate('wide.params', 'out.txt'), '64 wide (n_embd)', '256 wide')
+    torch.save({k: v.long() for k, v in state.items()}, src_copy / 'ints.params')
+    refused(src_copy, evaluate('ints.params', 'out.txt'), 'torch.int64', 'floating-point')
+
+
+# ---------------------------------------------------------------- an option quietly ignored
+
+def test_max_steps_below_the_checkpoint_and_changed_options_on_resume(src_copy):
+    interrupted_run(src_copy, 'submission/vanilla.pretrain.params')
+    refused(src_copy, pretrain('submission/vanilla.pretrain.params') + SMALL + ['--max_steps=1', '--resume'],
+            '--max_steps=1', 'at step', '--restart')
+    p = run_py(pretrain('submission/vanilla.pretrain.params') + ['--precision=fp32', '--threads=2',
+                                                                  '--max_steps=4', '--resume'], cwd=src_copy)
+    assert p.returncode == 0, p.stderr
+    assert 'note: resuming with --threads 2 (the run so far: 1)' in p.stdout
+    assert 'note: resuming with --max_steps 4 (the run so far: 500)' in p.stdout
+
+
+@pytest.mark.parametrize('option', ['--max_steps=1_0', '--max_steps=١٠', '--seed=٣', '--threads=²',
+                                    '--checkpoint_every=1_0', '--checkpoint_every=٣٠', '--schedule_epochs=1_0'])
+def test_numbers_take_plain_ascii_digits_only(src_copy, option):
+    refused(src_copy, pretrain('x.params') + [option], option.split('=')[0], 'digits 0-9')
+
+
+# ---------------------------------------------------------------- text the model cannot learn from
+
+def warnings_of(p):
+    return [line for line in p.stderr.splitlines() if line.startswith('warning: ')]
+
+
+def test_corpus_with_a_byte_order_mark_or_no_line_breaks_is_warned_of(src_copy):
+    text = (src_copy / WIKI).read_text(encoding='utf-8')
+    (src_copy / 'data' / 'bom.txt').write_text('\ufeff' + text, encoding='utf-8')
+    p = train(src_copy, pretrain('a.params', corpus='data/bom.txt'), '--max_steps=1')
+    assert len(warnings_of(p)) == 1 and 'byte-order mark' in warnings_of(p)[0]
+    (src_copy / 'data' / 'one.txt').write_text(text.replace('\n', ' '), encoding='utf-8')
+    p = train(src_copy, pretrain('b.params', corpus='data/one.txt'), '--max_steps=1')
+    assert len(warnings_of(p)) == 1 and f'a line of {len(text):,} characters' in warnings_of(p)[0]
+    assert 'one document per line' in warnings_of(p)[0]
+
+
+def test_finetune_answers_that_are_empty_or_lose_their_characters_are_warned_of(src_copy):
+    lines = (src_copy / TRAIN).read_text(encoding='utf-8').splitlines()
+    name = lines[2].split('\t')[0]
+    lines[2] = f'{name}\t   '
+    lines[4] = lines[4].split('\t')[0] + '\tZürich'
+    lines[6] = lines[6].split('\t')[0] + '\tçé'
+    (src_copy / 'data' / 'odd.tsv').write_text('\n'.join(lines) + '\n', encoding='utf-8')
+    p = train(src_copy, finetune('a.params', corpus='data/odd.tsv'), '--max_steps=1')
+    warned = warnings_of(p)
+    assert len(warned) == 2, p.stderr
+    assert "drops characters outside ASCII" in warned[0] and 'ç' in warned[0] and 'ü' in warned[0]
+    assert '2 line(s) whose answer is empty' in warned[1] and '(line 3 first)' in warned[1]
+
+
+# ---------------------------------------------------------------- outputs that cannot be written
+
+@pytest.mark.parametrize('make, path, needle', [
+    (None, '/proc/out.predictions', 'no file can be written in /proc'),
+    (None, '/sys/kernel/out.predictions', 'no file can be written in /sys/kernel'),
+    ('dangling', 'link.predictions', 'which does not exist'),
+    (None, 'x.predictions/', 'is a directory'),
+], ids=['proc', 'sys', 'dangling-link', 'trailing-slash'])
+def test_outputs_that_cannot_be_written_are_found_before_work(src_copy, params, make, path, needle):
+    if make == 'dangling':
+        os.symlink(src_copy / 'nowhere' / 'x', src_copy / path)
+        os.symlink(src_copy / 'nowhere' / 'y', src_copy / path.replace('predictions', 'params'))
+    if not os.path.isdir(os.path.dirname(path.rstrip('/')) or '.'):
+        pytest.skip(f'no {os.path.dirname(path)} on this machine')
+    refused(src_copy, evaluate(params['vanilla'], path), path, needle)
+    refused(src_copy, pretrain(path.replace('predictions', 'params')), needle)
+    assert not (src_copy / 'x.predictions').exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root writes into any folder, whatever its permissions')
+def test_output_folder_without_write_permission(src_copy, params):
+    (src_copy / 'ro').mkdir()
+    os.chmod(src_copy / 'ro', 0o555)
+    refused(src_copy, evaluate(params['vanilla'], 'ro/out.txt'), 'ro/out.txt', 'no file can be written')
+
+
+# ---------------------------------------------------------------- the other entry points
+
+def test_the_grader_reads_no_pipe(src_copy):
+    os.mkfifo(src_copy / 'submission' / 'vanilla.nopretrain.dev.predictions')
+    shutil.copy(os.path.join(ROOT, 'points.json'), src_copy.parent / 'points.json')
+    p = run([sys.executable, 'grader.py', '1d-0-hidden'], src_copy, timeout=120)
+    assert p.returncode == 1 and 'Traceback' not in p.stdout + p.stderr  # finished, with that test failed
+    assert 'not a regular file' in p.stdout
+
+
+def test_the_demo_stops_on_ctrl_c_in_one_line_with_130(tmp_path):
+    proc = subprocess.Popen([sys.executable, '-m', 'submission.demo', '--small', '--threads=1',
+                             f'--out={tmp_path / "demo"}'], cwd=SRC, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while 'pretraining' not in proc.stdout.readline():
+        assert proc.poll() is None, proc.stderr.read()
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert 'Traceback' not in err and err.strip().splitlines()[-1] == 'demo interrupted; run it again to start over'
+
+
+@pytest.mark.parametrize('out', ['submission', '.', 'data/demo'])
+def test_the_demo_writes_nothing_into_the_code(src_copy, out):
+    refused(src_copy, ['--small', f'--out={out}'], '--out', 'inside the code (src/)',
+            command=[sys.executable, '-m', 'submission.demo'])
+
+
+def test_the_report_skips_numbers_out_of_range(src_copy):
+    train(src_copy, finetune('submission/vanilla.model.params'), '--max_steps=2')
+    log = src_copy / 'submission' / 'vanilla.model.params.log.jsonl'
+    with open(log, 'a', encoding='utf-8') as f:
+        f.write('{"step": 3, "epoch": 1, "loss": 1.0, "lr": 1e-3, "tokens_per_s": 1, "elapsed": 1e999}\n')
+        f.write('{"step": 4, "epoch": 1, "loss": 1.0, "lr": 1e-3, "tokens_per_s": 1, "elapsed": 1%s}\n' % ('0' * 400))
+    p = run(['./run.sh', 'report'], src_copy)
+    assert p.returncode == 0 and 'Traceback' not in p.stderr, p.stderr
+    assert '| 2 |' in (src_copy / 'reports' / 'report.md').read_text(encoding='utf-8')
+
+
+# ---------------------------------------------------------------- messages that name the argument
+
+@pytest.mark.parametrize('args, needle', [
+    (['--bogus=1'], 'unknown option --bogus'), (['--seed'], '--seed needs a value'),
+    (['--exact=yes'], '--exact takes no value'), (['--variant=vanilla'], '--variant is given twice'),
+    (['stray'], "unexpected argument 'stray'"), (['--s=1'], 'spell the option out'),
+])
+def test_run_sh_names_the_argument_it_cannot_take(src_copy, args, needle):
+    refused(src_copy, ['vanilla_pretrain', *args], needle, command=['./run.sh'])
