@@ -47,7 +47,7 @@ import sys
 import torch
 from docopt import docopt, DocoptExit
 
-from submission import distributed, evaluate, files, options, utils
+from submission import compat, distributed, evaluate, files, options, utils
 from submission.checkpoint import load_into
 from submission.dataset import MASK_CHAR, PAD_CHAR, CharCorruptionDataset
 from submission.files import UsageError
@@ -259,6 +259,8 @@ def main(argv=None):
     distributed.setup(o.device)
     if distributed.is_main():
         print(options.where_it_runs(o), flush=True)
+        if not o.exact and compat.fast_path_notes():
+            print(f'note: torch {torch.__version__}: {"; ".join(compat.fast_path_notes())}', flush=True)
     random.seed(o.seed)
     torch.manual_seed(o.seed)
 

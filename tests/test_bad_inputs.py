@@ -123,8 +123,8 @@ def test_checkpoint_or_log_beside_the_output_is_an_input(work):
 
 def test_demo_and_world_never_write_over_the_course_data(src_copy):
     # run.sh demo --out data would have overwritten wiki.txt and the question files.
-    for command in (['./run.sh', 'demo', '--small', '--out'], [sys.executable, '-m', 'submission.world', '--out']):
-        refused(src_copy, ['data'], 'world.json', 'course data', command=command)
+    refused(src_copy, ['data'], 'world.json', 'course data', command=[sys.executable, '-m', 'submission.world', '--out'])
+    refused(src_copy, ['data'], 'inside the code (src/)', command=['./run.sh', 'demo', '--small', '--out'])
 
 
 # ---------------------------------------------------------------- paths that are not regular files
@@ -225,7 +225,7 @@ def test_numbers_out_of_range_or_not_finite(src_copy, option, needle):
     (['--function=london_baseline', f'--eval_corpus_path={DEV}', '--variant=vanilla'], '--variant does nothing'),
     (['--function=report', '--seed=3'], '--seed does nothing'),
     (pretrain('x.params') + ['--exact', '--precision=bf16'], '--exact computes in fp32'),
-    (pretrain('x.params') + ['--variant=synthesizer'], 'repeated'),
+    (pretrain('x.params') + ['--variant=synthesizer'], '--variant is given twice'),
 ], ids=['eval-max-steps', 'eval-writing', 'pretrain-reading', 'pretrain-outputs', 'london-variant',
         'report-seed', 'exact-bf16', 'repeated'])
 def test_options_the_function_does_not_use_or_contradict(src_copy, args, needle):

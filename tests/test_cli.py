@@ -92,7 +92,7 @@ def test_bad_function_and_variant(src_copy):
     bad(src_copy, ['--function=pretrain', '--variant=vanila', *COURSE,
                    '--writing_params_path=x.params'], 'vanila', 'vanilla, synthesizer, perceiver or rope')
     bad(src_copy, ['--function=pretrain', '--variant=vanilla', *COURSE, '--writing_params_path=x',
-                   '--bogus=1'], 'unrecognised')
+                   '--bogus=1'], 'unknown option --bogus')
     bad(src_copy, ['--function=pretrain', '--variant=vanilla', *COURSE, '--writing_params_path=x',
                    '--max_steps=ten'], '--max_steps')
     bad(src_copy, ['--function=pretrain', '--variant=vanilla', *COURSE, '--writing_params_path=x',

@@ -76,7 +76,8 @@ def dropout_layer(config, p):
 def plain_attention(q, k, v, bias, mask, scale, dropout_p, course=True):
     """softmax(q k^T * scale + bias, masked) v, for (B, h, T, d) heads, written out.
 
-    q, k, v may have batch 1 where the others have B (broadcast). bias: None or
+    q, k, v may have batch 1 where the others have B (broadcast); k may be (Tk, d), the
+    same keys for every row and head (the synthesizer's). bias: None or
     additive (B or 1, 1, 1, Tk) per-key scores; mask: bool (B or 1, 1, Tq, Tk),
     True where a query may look at a key.
 
@@ -109,6 +110,7 @@ def plain_attention(q, k, v, bias, mask, scale, dropout_p, course=True):
 
 def fused_attention(q, k, v, bias, mask, scale, dropout_p):
     """The same as plain_attention, through torch's scaled_dot_product_attention."""
+    k = k.expand(1, 1, *k.shape) if k.dim() == 2 else k  # keys shared by every row and head
     B, h, T = max(q.size(0), k.size(0)), q.size(1), q.size(2)
     q, k, v = q.expand(B, h, -1, -1), k.expand(B, h, -1, -1), v.expand(B, h, -1, -1)
     if bias is not None:
@@ -357,7 +359,9 @@ class SynthesizerAttention(nn.Module):
             a, v = F.linear(x, w, torch.cat([self.w1.bias, self.value.bias])).split(C, dim=-1)
         q, v = F.relu(split_heads(a, self.n_head)), split_heads(v, self.n_head)
         if pos is None:
-            k = self.w2[:, :T].t().view(1, 1, T, -1)
+            # (T, hs), not (1, 1, T, hs): q @ k^T is then the course's q @ w2[:, :T], one matmul
+            # over every head and row, rounded exactly as the course's.
+            k = self.w2[:, :T].t()
             bias = self.b2[:T].view(1, 1, 1, T)
         else:
             # Packed rows restart positions per example: key j uses column pos[j].

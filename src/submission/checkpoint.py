@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from . import distributed, files
+from . import compat, distributed, files
 from .files import UsageError, remove_stale_temporaries, save_text, save_torch
 
 FORMAT = 'knowledge-probe-checkpoint/1'
@@ -96,7 +96,7 @@ class Checkpointer:
 def load_checkpoint(path):
     """Read a training checkpoint, refusing anything damaged or foreign."""
     try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+        ckpt = compat.safe_load(path)
     except Exception as e:
         raise UsageError(f'checkpoint {path} is damaged or truncated ({type(e).__name__}); '
                          f'delete it to start the run over') from None
@@ -166,7 +166,7 @@ def check_vocabulary(path, itos):
 def load_params(path):
     """A params file as a state_dict, loaded without running any code it may hold."""
     try:
-        state = torch.load(path, map_location=torch.device('cpu'), weights_only=True)
+        state = compat.safe_load(path)
     except FileNotFoundError:
         raise UsageError(f'params file {path} does not exist') from None
     except PermissionError:

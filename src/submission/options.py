@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import distributed
+from . import compat, distributed
 from .files import UsageError
 
 FUNCTIONS = ('pretrain', 'finetune', 'evaluate', 'report', 'london_baseline')
@@ -234,6 +234,9 @@ def precision_for(text, device, exact):
         if text not in ('auto', 'fp32'):
             raise UsageError(f'--exact computes in fp32 as the course does; drop --precision={text}')
         return 'fp32'
+    if text == 'fp16' and device == 'cpu' and not compat.HAS_CPU_FP16:
+        raise UsageError(f'--precision=fp16 on the CPU needs torch 2.3 or newer, this is torch {torch.__version__}; '
+                         f'use --precision=fp32 or bf16')
     if text == 'bf16' and device == 'cpu' and not cpu_has_native_bf16():
         warn('--precision=bf16: this CPU has no native bf16 instructions (AVX512-BF16 or AMX), so bf16 '
              'is emulated, many times slower than fp32; use --precision=fp32')
@@ -312,6 +315,8 @@ def from_command_line(args):
         raise UsageError(f'unknown --variant={variant}; use {", ".join(VARIANTS[:-1])} or {VARIANTS[-1]}')
     bottleneck = bottleneck_dim(args['--bottleneck_dim'], variant)
     exact = bool(args['--exact'])
+    if args['--compile'] and not hasattr(torch, 'compile'):
+        raise UsageError(f'--compile needs torch 2.0 or newer, this is torch {torch.__version__}; drop --compile')
     schedule_epochs = schedule(args['--schedule_epochs'], args['--max_epochs'], exact)
     device = device_named(args['--device'])
     number = lambda key, **kw: None if args[key] is None else whole_number(args[key], key, **kw)

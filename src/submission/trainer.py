@@ -323,12 +323,14 @@ class Trainer:
             {"params": params_nodecay, "weight_decay": 0.0},
         ]
         # The fast path's AdamW is torch's fused kernel: the same update in one pass
-        # (on CPUs 2 ms a step for this model instead of 15; GPUs, one launch).
+        # (on CPUs a few ms a step instead of 15; GPUs, one launch).
         if not self.options.exact:
             try:
                 return optim.AdamW(optim_groups, lr=config.learning_rate, betas=config.betas, fused=True)
-            except RuntimeError:  # a torch or device without it
-                pass
+            except (RuntimeError, TypeError):  # a torch (before 2.0; on CPUs before 2.4) or device without it
+                if distributed.is_main():
+                    print(f'note: torch {torch.__version__} has no fused AdamW on {self.device_type}; '
+                          f'using the standard one', flush=True)
         return optim.AdamW(optim_groups, lr=config.learning_rate, betas=config.betas)
 
     def set_lr(self, lr):
