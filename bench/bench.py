@@ -37,7 +37,7 @@ from docopt import docopt
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, 'src')
 sys.path.insert(0, SRC)
-from submission.files import course_data_dir  # noqa: E402
+from submission.extras.files import course_data_dir, log_path  # noqa: E402
 
 MATMUL_PARAMS = 4 * (4 * 256 * 256 + 2 * 256 * 1024) + 256 * 256  # 4 blocks' linears, and the head
 N_LAYER, N_EMBD = 4, 256
@@ -147,7 +147,7 @@ def main():
                 flags = ['--exact'] if mode == 'exact' else [f'--precision={precision}']
                 seconds, mb, _ = run_py(['--function=pretrain', f'--variant={variant}', *course,
                                          f'--writing_params_path={params}', f'--max_steps={steps}', *flags], threads)
-                step = statistics.median(steps_of(params + '.log.jsonl')[1:])
+                step = statistics.median(steps_of(log_path(params))[1:])
                 res[mode] = (seconds, step, mb)
             (es, et, em), (fs, ft, fm) = res['exact'], res['fast']
             frac = ''

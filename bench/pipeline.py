@@ -28,7 +28,7 @@ import time
 BENCH = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(BENCH), 'src')
 sys.path.insert(0, SRC)
-from submission import files, options  # noqa: E402
+from submission.extras import files, options  # noqa: E402
 
 COLUMNS = ['label', 'variant', 'stage', 'seconds', 'result', 'device']
 
@@ -136,7 +136,7 @@ def run(variant, out, tsv=None, label='', nopretrain=False, pretrain_options=(),
             raise SystemExit(status)
         if function != 'evaluate':
             written = [a.split('=', 1)[1] for a in args if a.startswith('--writing_params_path=')][0]
-            result = training_summary(written + '.log.jsonl')
+            result = training_summary(files.log_path(written))
         row = dict(label=label, variant=variant, stage=stage, seconds=f'{seconds:.1f}', result=result,
                    device=device)
         append_row(tsv, row)

@@ -27,12 +27,13 @@ from torch.profiler import ProfilerActivity, profile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'src'))
-from submission import evaluate, helper  # noqa: E402
-from submission.batching import make_batch  # noqa: E402
+from submission import helper
+from submission.extras import evaluate  # noqa: E402
+from submission.extras.batching import make_batch  # noqa: E402
 from submission.dataset import CharCorruptionDataset  # noqa: E402
-from submission.files import course_data_dir  # noqa: E402
+from submission.extras.files import course_data_dir  # noqa: E402
 from submission.model import GPTConfig  # noqa: E402
-from submission.options import Options  # noqa: E402
+from submission.extras.options import Options  # noqa: E402
 from submission.trainer import epoch_order  # noqa: E402
 
 

@@ -23,6 +23,10 @@ Our options:
     --bottleneck_dim=M              perceiver: the bottleneck's number of slots (default 32)
     --max_epochs=N                  override the course's number of epochs (smoke tests)
     --schedule_epochs=N             train N epochs, the learning rate's decay fitted to them
+    --batch_size=B                  examples a step (default: the course's, 128 pretraining, 256 finetuning)
+    --learning_rate=LR              the peak learning rate (default: the course's, 6e-3 and 6e-4)
+    --weight_decay=W                AdamW's weight decay (default: the course's 0.1)
+    --dropout=P                     every dropout of the model (default: the course's 0.1)
     --max_steps=N                   stop after N optimizer steps
     --seed=N                        seed for every source of randomness (default 0)
     --device=DEVICE                 cpu, cuda, cuda:N or mps (default: the first available of cuda, mps, cpu)
@@ -47,14 +51,15 @@ import sys
 import torch
 from docopt import docopt, DocoptExit
 
-from submission import compat, distributed, evaluate, files, options, utils
-from submission.checkpoint import load_into
-from submission.dataset import MASK_CHAR, PAD_CHAR, CharCorruptionDataset
-from submission.files import UsageError
+from submission.dataset import MASK_CHAR, PAD_CHAR, CharCorruptionDataset, check_finetune_corpus
+from submission.extras import compat, distributed, evaluate, files, options
+from submission.extras.checkpoint import load_into
+from submission.extras.files import UsageError
 from submission.helper import (finetune, initialize_perceiver_model, initialize_rope_model,
                                initialize_synthesizer_model, initialize_vanilla_model, pretrain, train)
 from submission.model import GPTConfig
 from submission.trainer import Interrupted
+from submission.utils import evaluate_places, read_eval_lines
 
 # Keep the block size fixed at 128 for this assignment
 BLOCK_SIZE = options.BLOCK_SIZE
@@ -110,7 +115,8 @@ def check_files(o):
     files.check_outputs_spare_inputs(inputs, outputs)
 
 
-def read_corpus(path):
+def pretraining_dataset(path):
+    """The CharCorruptionDataset of the pretraining corpus at path (the vocabulary), checked."""
     text = files.read_text(path, '--pretrain_corpus_path')
     if not text.strip():
         raise UsageError(f'pretraining corpus {path} is empty; pass the course wiki.txt')
@@ -129,67 +135,6 @@ def read_corpus(path):
             raise UsageError(f'{path} line {line} holds {char} (U+{ord(char):04X}), which the course reserves '
                              f'for {name}; remove it from the corpus')
     return CharCorruptionDataset(text, BLOCK_SIZE)
-
-
-def check_finetune_corpus(path, stoi):
-    """Refuse, by line number, a line the course's NameDataset cannot turn into an example; warn
-    of what it takes but cannot learn from (characters it drops, answers left empty)."""
-    raw = files.read_text(path, '--finetune_corpus_path')
-    # As NameDataset reads it: non-ASCII characters dropped, blank lines skipped.
-    text = raw.encode('utf-8').decode('ascii', errors='ignore')
-    dropped = sorted(set(raw) - set(text))
-    if dropped:
-        options.warn(f'the course drops characters outside ASCII from {path}: {"".join(dropped)!r} '
-                     f'are not learned')
-    numbered = [(n, line) for n, line in enumerate(text.split('\n'), 1) if line.strip()]
-    if not numbered:
-        raise UsageError(f'finetune corpus {path} is empty; pass a file of question<TAB>answer lines')
-    empty = []
-    for n, line in numbered:
-        if line.count('\t') != 1:
-            raise UsageError(f'{path} line {n} is not "question<TAB>answer"; fix that line')
-        question, answer = line.split('\t')
-        if not question:
-            raise UsageError(f'{path} line {n} has an empty question; fix or remove that line')
-        if not answer.strip():
-            empty.append(n)
-        if len(question) + len(answer) + 2 > BLOCK_SIZE:
-            raise UsageError(f'{path} line {n} is too long: question and answer are {len(question) + len(answer)} '
-                             f'characters, at most {BLOCK_SIZE - 2} fit the block of {BLOCK_SIZE}; shorten it')
-        missing = sorted(set(line) - set(stoi) - {'\t'})
-        if missing:
-            raise UsageError(f'{path} line {n} has characters that are not in the pretraining corpus '
-                             f'({"".join(missing)!r}); the vocabulary comes from --pretrain_corpus_path')
-    if empty:
-        options.warn(f'{path} has {len(empty)} line(s) whose answer is empty once the course has dropped its '
-                     f'non-ASCII characters (line {empty[0]} first): the model learns to answer nothing there')
-
-
-def read_eval_lines(path, longest=None):
-    """The non-blank lines of an eval file, all alike: every one with an answer, or none
-    (and no question longer than `longest` characters)."""
-    numbered = [(n, line) for n, line in enumerate(files.read_text(path, '--eval_corpus_path').split('\n'), 1)
-                if line.strip()]
-    if not numbered:
-        raise UsageError(f'eval file {path} has no questions; pass a file of questions, one per line')
-    for n, line in numbered:
-        if line.count('\t') > 1:
-            raise UsageError(f'{path} line {n} has more than one tab; use "question" or "question<TAB>answer"')
-        question = line.split('\t')[0]
-        if not question.strip():
-            raise UsageError(f'{path} line {n} has an empty question; fix or remove that line')
-        if longest is not None and len(question) > longest:
-            raise UsageError(f'{path} line {n}: the question is {len(question)} characters, but the synthesizer '
-                             f'answers at most {longest} (its attention spans {BLOCK_SIZE - 1} positions, '
-                             f'{evaluate.STEPS} of them for the answer); shorten it')
-    # As utils.evaluate_places reads them: the answer of a stripped line.
-    answered = [len(line.strip().split('\t')) == 2 for _, line in numbered]
-    if any(answered) and not all(answered):
-        odd = numbered[answered.index(not answered[0])][0]
-        raise UsageError(f'{path} line {odd} {"has" if answered[0] is False else "lacks"} an answer but line '
-                         f'{numbered[0][0]} {"does not" if answered[0] is False else "has one"}; give every '
-                         f'line an answer, or none')
-    return [line for _, line in numbered], answered[0]
 
 
 def questions_of(path, lines, stoi):
@@ -230,7 +175,7 @@ def run_evaluate(o, pretrain_dataset, model, lines):
     if not distributed.is_main():
         return
     files.save_text(''.join(p + '\n' for p in predictions), o.outputs_path)
-    total, correct = utils.evaluate_places(o.eval_corpus_path, predictions)
+    total, correct = evaluate_places(o.eval_corpus_path, predictions)
     if total > 0:
         print('Correct: {} out of {}: {}%'.format(correct, total, correct / total * 100))
     else:
@@ -241,14 +186,29 @@ def london_baseline(o):
     lines, answered = read_eval_lines(o.eval_corpus_path)
     if not answered:
         raise UsageError(f'{o.eval_corpus_path} has no answers; the London baseline needs a file with answers')
-    total, correct = utils.evaluate_places(o.eval_corpus_path, ['London'] * len(lines))
+    total, correct = evaluate_places(o.eval_corpus_path, ['London'] * len(lines))
     print('London baseline: Correct: {} out of {}: {}%'.format(correct, total, correct / total * 100))
+
+
+def build_model(o, pretrain_dataset):
+    # We don't suggest you change these hyperparameters, as they're known to work.
+    mconf = GPTConfig(pretrain_dataset.vocab_size, pretrain_dataset.block_size,
+                      n_layer=4, n_head=8, n_embd=256, exact=o.exact, device=o.device)
+    if o.dropout is not None:  # a recipe of one's own: every dropout of the model at once
+        mconf.embd_pdrop = mconf.resid_pdrop = mconf.attn_pdrop = o.dropout
+    if o.variant == 'vanilla':
+        return initialize_vanilla_model(mconf)
+    if o.variant == 'synthesizer':
+        return initialize_synthesizer_model(mconf)
+    if o.variant == 'perceiver':
+        return initialize_perceiver_model(mconf, o.bottleneck_dim)
+    return initialize_rope_model(mconf)
 
 
 def main(argv=None):
     o = parse(argv)
     if o.function == 'report':
-        from submission import report
+        from submission.extras import report
         report.main(o.submission_dir, o.data_dir, o.report_dir)
         return
     if o.function == 'london_baseline':
@@ -257,35 +217,23 @@ def main(argv=None):
     check_files(o)
     options.apply_to_torch(o)
     distributed.setup(o.device)
-    if distributed.is_main():
+    checking = os.environ.get('RUN_SH_NPROC')  # run.sh's check of everything before it starts torchrun
+    if distributed.is_main() and not checking:
         print(options.where_it_runs(o), flush=True)
         if not o.exact and compat.fast_path_notes():
             print(f'note: torch {torch.__version__}: {"; ".join(compat.fast_path_notes())}', flush=True)
     random.seed(o.seed)
     torch.manual_seed(o.seed)
 
-    pretrain_dataset = read_corpus(o.pretrain_corpus_path)
+    pretrain_dataset = pretraining_dataset(o.pretrain_corpus_path)
     if o.function == 'finetune':
-        check_finetune_corpus(o.finetune_corpus_path, pretrain_dataset.stoi)
+        check_finetune_corpus(o.finetune_corpus_path, pretrain_dataset.stoi, BLOCK_SIZE)
     elif o.function == 'evaluate':
         longest = BLOCK_SIZE - 1 - evaluate.STEPS if o.variant == 'synthesizer' else None
         eval_lines, _ = read_eval_lines(o.eval_corpus_path, longest)
-    if os.environ.get('RUN_SH_NPROC'):  # run.sh's check of everything before it starts torchrun
-        options.check_processes(o.device, int(os.environ['RUN_SH_NPROC']))
-        return
-
-    # We don't suggest you change these hyperparameters, as they're known to work.
-    mconf = GPTConfig(pretrain_dataset.vocab_size, pretrain_dataset.block_size,
-                      n_layer=4, n_head=8, n_embd=256, exact=o.exact, device=o.device)
-    if o.variant == 'vanilla':
-        model = initialize_vanilla_model(mconf)
-    elif o.variant == 'synthesizer':
-        model = initialize_synthesizer_model(mconf)
-    elif o.variant == 'perceiver':
-        model = initialize_perceiver_model(mconf, o.bottleneck_dim)
-    else:
-        model = initialize_rope_model(mconf)
-
+    if checking:
+        return options.check_processes(o.device, int(checking))
+    model = build_model(o, pretrain_dataset)
     if o.function == 'evaluate':
         run_evaluate(o, pretrain_dataset, model, eval_lines)
     elif distributed.is_main():
@@ -298,8 +246,7 @@ def main(argv=None):
 if __name__ == '__main__':
     # torch's hundreds of thousands of Python objects live as long as the process:
     # frozen, the garbage collector skips them in its passes (torch.optim's first use
-    # imports torch._dynamo, whose passes then take a tenth of the time) and at exit
-    # (0.4 s a run otherwise). Frozen again at exit for what came since.
+    # imports torch._dynamo) and at exit. Frozen again at exit for what came since.
     gc.freeze()
     try:
         main()

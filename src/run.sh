@@ -74,7 +74,7 @@ london_baseline)
 report)
     exec "$PY" run.py --function=report --submission_dir=$S --data_dir=$D --report_dir=./reports "$@" ;;
 demo)
-    exec "$PY" -m submission.demo "$@" ;;
+    exec "$PY" -m submission.extras.demo "$@" ;;
 *)
     if [ -z "$cmd" ]; then echo "Usage: ./run.sh COMMAND [run.py options]. Valid commands:" >&2
     else echo "Unknown command '$cmd'. Valid commands:" >&2; fi

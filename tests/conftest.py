@@ -7,9 +7,9 @@ Two kinds of data, both in the course's five file names and formats:
   on a newcomer's machine too.
 * `course_data`: the real course data, for tests of course facts (2,938
   items, vocabulary 256, 500 dev questions, the London 5.0 %, ...). It is
-  found by the project's one lookup (files.course_data_dir: src/data, then
-  ../shared/data); without it those tests are skipped with one line saying
-  where to put the data, except under CI=true, where that is a failure.
+  found by the project's one lookup (files.course_data_dir: src/data); without
+  it those tests are skipped with one line saying where to put the data,
+  except under CI=true, where that is a failure.
 """
 import os
 import shutil
@@ -30,8 +30,8 @@ sys.path.insert(0, SRC)
 # In-process tests use small models, for which one thread beats two on a shared 2-core machine.
 torch.set_num_threads(1)
 
-from submission import world  # noqa: E402
-from submission.files import COURSE_FILES, course_data_dir  # noqa: E402
+from submission.extras import world  # noqa: E402
+from submission.extras.files import COURSE_FILES, course_data_dir  # noqa: E402
 
 COURSE_DATA = course_data_dir()
 NO_COURSE_DATA = ('course data not found: put the five course files in src/data '

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from conftest import lines_of, read
 from submission import GPT, CharCorruptionDataset, GPTConfig, NameDataset
-from submission import attention, batching, evaluate
+from submission import attention
+from submission.extras import batching, evaluate
 from submission.model import packed_mask
 
 

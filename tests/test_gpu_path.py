@@ -13,11 +13,12 @@ import torch
 import torch.nn.parallel as nn_parallel
 
 from conftest import assert_one_line_error, read, run, run_py
-from submission import checkpoint, demo, distributed, helper, options
+from submission import helper
+from submission.extras import checkpoint, demo, distributed, options
 from submission.dataset import CharCorruptionDataset
-from submission.files import UsageError
+from submission.extras.files import UsageError
 from submission.model import GPT, GPTConfig
-from submission.options import Options
+from submission.extras.options import Options
 from submission.trainer import Trainer, TrainerConfig
 
 
@@ -200,9 +201,9 @@ def test_a_checkpoint_from_a_machine_with_more_gpus_restores_what_fits(fake_gpus
 def test_tf32_on_gpus_for_the_fast_path_only():
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     try:
-        options.apply_to_torch(Options(device='cuda', exact=False))
+        options.apply_to_torch(Options(device='cuda', exact=False, precision='bf16'))
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
-        options.apply_to_torch(Options(device='cuda', exact=True))
+        options.apply_to_torch(Options(device='cuda', exact=True, precision='fp32'))
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

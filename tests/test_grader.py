@@ -127,7 +127,7 @@ def test_accuracy_thresholds(clean_src, course_data, dev_correct, test_correct, 
 
 
 def test_grader_finishes_on_a_fresh_machine(tmp_path):
-    """No course data anywhere (no src/data files, no ../shared): every test that needs
+    """No course data (no src/data files): every test that needs
     the data says NOT RUN and why, the others pass, and the grader exits 0."""
     copy = copy_src(tmp_path, None)
     (tmp_path / 'points.json').write_bytes((Path(ROOT) / 'points.json').read_bytes())

@@ -81,7 +81,7 @@ def test_a_second_run_on_the_same_params_is_refused_while_the_first_runs(src_cop
 FULL_DISK = '''
 import errno, runpy, sys
 sys.path.insert(0, '.')
-import submission.checkpoint as checkpoint
+import submission.extras.checkpoint as checkpoint
 real = checkpoint.save_torch
 def save_torch(obj, path):
     if path.endswith('.params'):
@@ -241,7 +241,7 @@ def test_the_grader_reads_no_pipe(src_copy):
 
 
 def test_the_demo_stops_on_ctrl_c_in_one_line_with_130(tmp_path):
-    proc = subprocess.Popen([sys.executable, '-m', 'submission.demo', '--small', '--threads=1',
+    proc = subprocess.Popen([sys.executable, '-m', 'submission.extras.demo', '--small', '--threads=1',
                              f'--out={tmp_path / "demo"}'], cwd=SRC, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     while 'pretraining' not in proc.stdout.readline():
@@ -256,7 +256,7 @@ def test_the_demo_stops_on_ctrl_c_in_one_line_with_130(tmp_path):
 @pytest.mark.parametrize('out', ['submission', '.', 'data/demo'])
 def test_the_demo_writes_nothing_into_the_code(src_copy, out):
     refused(src_copy, ['--small', f'--out={out}'], '--out', 'inside the code (src/)',
-            command=[sys.executable, '-m', 'submission.demo'])
+            command=[sys.executable, '-m', 'submission.extras.demo'])
 
 
 def test_the_report_skips_numbers_out_of_range(src_copy):

@@ -31,44 +31,135 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import compat
+from .extras import compat
 
 
-# ---------------------------------------------------------------- dropout
+# ---------------------------------------------------------------- the modules
 
-def dropout(x, p, training=True):
-    """F.dropout for the fast path, with a cheaper sampler on CPUs.
 
-    There torch's Bernoulli sampler costs more than the rest of dropout; here
-    each element takes 16 random bits (four per 64-bit draw) and is dropped
-    when they fall below round(p * 2^16), so with probability p to within
-    2^-17 (0.1000061 for the course's 0.1), at a third of the sampler's cost.
-    Elsewhere (GPUs) torch's own fused dropout.
+class CausalSelfAttention(nn.Module):
+    """Multi-head masked self-attention with a projection at the end (course names);
+    with config.rope, queries and keys rotated by position (rotary embeddings)."""
+
+    def __init__(self, config):
+        super().__init__()
+        add_projections(self, config)
+        self.rope = getattr(config, 'rope', False)
+        if self.rope:
+            # Persistent, registered before the mask, as in the course's rope year.
+            head_size = config.n_embd // config.n_head
+            assert head_size % 2 == 0, 'rotary embeddings need an even head size'
+            self.register_buffer("rope_cache", precompute_rotary_emb(head_size, config.block_size))
+        add_causal_mask(self, config)
+        self.n_head = config.n_head
+        self.exact = getattr(config, "exact", True)
+        self.kernel = getattr(config, "kernel", "auto")
+
+    def heads(self, x, pos):
+        C = x.size(-1)
+        if self.exact or not self.training:
+            k, q, v = self.key(x), self.query(x), self.value(x)
+        else:
+            # One matmul for the three projections: a wider one runs closer to the
+            # machine's peak. The weights stay the course's three Linears; joining
+            # them costs a copy per call, which only training's large batches repay.
+            w = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+            b = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+            q, k, v = F.linear(x, w, b).split(C, dim=-1)
+        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))
+        if self.rope:
+            # Each token is rotated by its own position: restarting per example in
+            # packed rows, and the row's position when decoding.
+            angles = self.rope_cache if pos is None else self.rope_cache[pos].unsqueeze(1)
+            q, k = apply_rotary_emb(q, angles), apply_rotary_emb(k, angles)
+        return q, k, v, None, 1.0 / math.sqrt(k.size(-1))
+
+    def forward(self, x, layer_past=None, mask=None, pos=None, cache=None):
+        # layer_past: course contract, unused (decoding uses `cache`)
+        return self_attention(self, x, mask, pos, cache)
+
+
+class SynthesizerAttention(nn.Module):
+    """Dense Synthesizer attention (Tay et al. 2020) in the course's variant.
+
+    Head i scores: ReLU(X A_i + b1) B + b2, where X A_i + b1 is head i's slice
+    of w1(x), B = w2[:, :T] is shared by all heads and b2 = b2[:T].
     """
-    if not training or p == 0:
-        return x
-    if x.device.type != 'cpu':
-        return F.dropout(x, p, training=True)
-    return torch.where(keep_mask(x, p), x, 0.0) * (1.0 / (1.0 - p))
+
+    def __init__(self, config):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0
+        self.w1 = nn.Linear(config.n_embd, config.n_embd)
+        # block_size - 1 columns: course inputs are block_size-long strings minus one char.
+        self.w2 = nn.Parameter(torch.zeros(config.n_embd // config.n_head, config.block_size - 1))
+        self.b2 = nn.Parameter(torch.zeros(config.block_size - 1))
+        self.value = nn.Linear(config.n_embd, config.n_embd)
+        self.proj = nn.Linear(config.n_embd, config.n_embd)
+        self.attn_drop = dropout_layer(config, config.attn_pdrop)
+        self.resid_drop = dropout_layer(config, config.resid_pdrop)
+        add_causal_mask(self, config)
+        self.n_head = config.n_head
+        self.block_size = config.block_size
+        nn.init.uniform_(self.w2, -0.001, 0.001)
+        self.exact = getattr(config, "exact", True)
+        self.kernel = getattr(config, "kernel", "auto")
+
+    def heads(self, x, pos):
+        B, T, C = x.size()
+        assert T <= self.block_size - 1, "synthesizer attention needs T <= block_size - 1"
+        if self.exact or not self.training:
+            a, v = self.w1(x), self.value(x)
+        else:  # one matmul for both projections, as in CausalSelfAttention.heads
+            w = torch.cat([self.w1.weight, self.value.weight])
+            a, v = F.linear(x, w, torch.cat([self.w1.bias, self.value.bias])).split(C, dim=-1)
+        q, v = F.relu(split_heads(a, self.n_head)), split_heads(v, self.n_head)
+        if pos is None:
+            # (T, hs), not (1, 1, T, hs): q @ k^T is then the course's q @ w2[:, :T], one matmul
+            # over every head and row, rounded exactly as the course's.
+            k = self.w2[:, :T].t()
+            bias = self.b2[:T].view(1, 1, 1, T)
+        else:
+            # Packed rows restart positions per example: key j uses column pos[j].
+            k = self.w2.t()[pos].unsqueeze(1)
+            bias = self.b2[pos].view(B, 1, 1, T)
+        return q, k, v, bias, 1.0
+
+    def forward(self, x, layer_past=None, mask=None, pos=None, cache=None):
+        # layer_past: course contract, unused (decoding uses `cache`)
+        return self_attention(self, x, mask, pos, cache)
 
 
-def keep_mask(x, p):
-    """A bool tensor like x, True (keep) with probability 1 - p."""
-    n = x.numel()
-    bits = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 3) // 4,), dtype=torch.int64).view(torch.int16)
-    return bits[:n].view(x.shape) >= round(p * 2 ** 16) - 2 ** 15
+class CausalCrossAttention(nn.Module):
+    """Queries from x_q, keys and values from x_kv (the perceiver year's bottleneck).
 
+    Query i may look at keys 0..i: the course's (1, 1, block, block) tril mask,
+    cut to [:Tq, :Tk]. x_q may have batch 1 (the bottleneck's learned basis) where
+    x_kv has B.
+    """
 
-class Dropout(nn.Dropout):
-    """nn.Dropout that samples with `dropout()`: the fast path's dropout layers."""
+    def __init__(self, config):
+        super().__init__()
+        add_projections(self, config)
+        add_causal_mask(self, config)
+        self.n_head = config.n_head
+        self.exact = getattr(config, "exact", True)
+        self.kernel = getattr(config, "kernel", "auto")
 
-    def forward(self, x):
-        return dropout(x, self.p, self.training)
+    def keys_values(self, x_kv):
+        return split_heads(self.key(x_kv), self.n_head), split_heads(self.value(x_kv), self.n_head)
 
+    def queries(self, x_q):
+        return split_heads(self.query(x_q), self.n_head)
 
-def dropout_layer(config, p):
-    """The course's nn.Dropout, or the fast path's cheaper one."""
-    return nn.Dropout(p) if getattr(config, 'exact', True) else Dropout(p)
+    def attend(self, q, k, v, mask):
+        """attend() with the course's scaling, projected; the caller's mask, or the course's."""
+        if mask is None:
+            mask = self.mask[:, :, :q.size(2), :k.size(2)] != 0
+        return mix(self, q, k, v, None, mask, 1.0 / math.sqrt(k.size(-1)))
+
+    def forward(self, x_kv, x_q):
+        k, v = self.keys_values(x_kv)
+        return self.attend(self.queries(x_q), k, v, None)
 
 
 # ---------------------------------------------------------------- the shared math
@@ -104,7 +195,7 @@ def plain_attention(q, k, v, bias, mask, scale, dropout_p, course=True):
         att = F.dropout(att, dropout_p, training=dropout_p > 0)
     elif dropout_p > 0:
         # Dropout's 1/(1-p) applied to the output, which is smaller than the weights.
-        return (torch.where(keep_mask(att, dropout_p), att, 0.0) @ v) * (1.0 / (1.0 - dropout_p))
+        return (att.masked_fill(~keep_mask(att, dropout_p), 0.0) @ v) * (1.0 / (1.0 - dropout_p))
     return att @ v
 
 
@@ -263,7 +354,46 @@ def apply_rotary_emb(x, rope_cache):
     return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
 
 
-# ---------------------------------------------------------------- the modules
+# ---------------------------------------------------------------- dropout
+
+def dropout(x, p, training=True):
+    """F.dropout for the fast path, with a cheaper sampler on CPUs.
+
+    There torch's Bernoulli sampler costs more than the rest of dropout; here
+    each element takes 16 random bits (four per 64-bit draw) and is dropped
+    when they fall below round(p * 2^16), so with probability p to within
+    2^-17 (0.1000061 for the course's 0.1), far cheaper (docs/PERFORMANCE.md).
+    Elsewhere (GPUs) torch's own fused dropout.
+    """
+    if not training or p == 0:
+        return x
+    if x.device.type != 'cpu':
+        return F.dropout(x, p, training=True)
+    return x.masked_fill(~keep_mask(x, p), 0.0) * (1.0 / (1.0 - p))
+
+
+def keep_mask(x, p):
+    """A bool tensor like x, True (keep) with probability 1 - p."""
+    if not compat.HAS_DTYPE_VIEW:  # torch before 1.13: one uniform draw an element
+        return torch.rand(x.shape, device=x.device) >= p
+    n = x.numel()
+    bits = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 3) // 4,), dtype=torch.int64).view(torch.int16)
+    return bits[:n].view(x.shape) >= round(p * 2 ** 16) - 2 ** 15
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout that samples with `dropout()`: the fast path's dropout layers."""
+
+    def forward(self, x):
+        return dropout(x, self.p, self.training)
+
+
+def dropout_layer(config, p):
+    """The course's nn.Dropout, or the fast path's cheaper one."""
+    return nn.Dropout(p) if getattr(config, 'exact', True) else Dropout(p)
+
+
+# ---------------------------------------------------------------- building the modules
 
 def add_projections(module, config):
     """The course's key, query, value, dropouts and output projection, in its order."""
@@ -280,128 +410,3 @@ def add_causal_mask(module, config):
     # Persistent, as in the course: it is part of the saved state_dict.
     module.register_buffer("mask", torch.tril(torch.ones(config.block_size, config.block_size))
                            .view(1, 1, config.block_size, config.block_size))
-
-
-class CausalSelfAttention(nn.Module):
-    """Multi-head masked self-attention with a projection at the end (course names);
-    with config.rope, queries and keys rotated by position (rotary embeddings)."""
-
-    def __init__(self, config):
-        super().__init__()
-        add_projections(self, config)
-        self.rope = getattr(config, 'rope', False)
-        if self.rope:
-            # Persistent, registered before the mask, as in the course's rope year.
-            head_size = config.n_embd // config.n_head
-            assert head_size % 2 == 0, 'rotary embeddings need an even head size'
-            self.register_buffer("rope_cache", precompute_rotary_emb(head_size, config.block_size))
-        add_causal_mask(self, config)
-        self.n_head = config.n_head
-        self.exact = getattr(config, "exact", True)
-        self.kernel = getattr(config, "kernel", "auto")
-
-    def heads(self, x, pos):
-        C = x.size(-1)
-        if self.exact or not self.training:
-            k, q, v = self.key(x), self.query(x), self.value(x)
-        else:
-            # One matmul for the three projections: a wider one runs closer to the
-            # machine's peak. The weights stay the course's three Linears; joining
-            # them costs a copy per call, which only training's large batches repay.
-            w = torch.cat([self.query.weight, self.key.weight, self.value.weight])
-            b = torch.cat([self.query.bias, self.key.bias, self.value.bias])
-            q, k, v = F.linear(x, w, b).split(C, dim=-1)
-        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))
-        if self.rope:
-            # Each token is rotated by its own position: restarting per example in
-            # packed rows, and the row's position when decoding.
-            angles = self.rope_cache if pos is None else self.rope_cache[pos].unsqueeze(1)
-            q, k = apply_rotary_emb(q, angles), apply_rotary_emb(k, angles)
-        return q, k, v, None, 1.0 / math.sqrt(k.size(-1))
-
-    def forward(self, x, layer_past=None, mask=None, pos=None, cache=None):
-        # layer_past: course contract, unused (decoding uses `cache`)
-        return self_attention(self, x, mask, pos, cache)
-
-
-class SynthesizerAttention(nn.Module):
-    """Dense Synthesizer attention (Tay et al. 2020) in the course's variant.
-
-    Head i scores: ReLU(X A_i + b1) B + b2, where X A_i + b1 is head i's slice
-    of w1(x), B = w2[:, :T] is shared by all heads and b2 = b2[:T].
-    """
-
-    def __init__(self, config):
-        super().__init__()
-        assert config.n_embd % config.n_head == 0
-        self.w1 = nn.Linear(config.n_embd, config.n_embd)
-        # block_size - 1 columns: course inputs are block_size-long strings minus one char.
-        self.w2 = nn.Parameter(torch.zeros(config.n_embd // config.n_head, config.block_size - 1))
-        self.b2 = nn.Parameter(torch.zeros(config.block_size - 1))
-        self.value = nn.Linear(config.n_embd, config.n_embd)
-        self.proj = nn.Linear(config.n_embd, config.n_embd)
-        self.attn_drop = dropout_layer(config, config.attn_pdrop)
-        self.resid_drop = dropout_layer(config, config.resid_pdrop)
-        add_causal_mask(self, config)
-        self.n_head = config.n_head
-        self.block_size = config.block_size
-        nn.init.uniform_(self.w2, -0.001, 0.001)
-        self.exact = getattr(config, "exact", True)
-        self.kernel = getattr(config, "kernel", "auto")
-
-    def heads(self, x, pos):
-        B, T, C = x.size()
-        assert T <= self.block_size - 1, "synthesizer attention needs T <= block_size - 1"
-        if self.exact or not self.training:
-            a, v = self.w1(x), self.value(x)
-        else:  # one matmul for both projections, as in CausalSelfAttention.heads
-            w = torch.cat([self.w1.weight, self.value.weight])
-            a, v = F.linear(x, w, torch.cat([self.w1.bias, self.value.bias])).split(C, dim=-1)
-        q, v = F.relu(split_heads(a, self.n_head)), split_heads(v, self.n_head)
-        if pos is None:
-            # (T, hs), not (1, 1, T, hs): q @ k^T is then the course's q @ w2[:, :T], one matmul
-            # over every head and row, rounded exactly as the course's.
-            k = self.w2[:, :T].t()
-            bias = self.b2[:T].view(1, 1, 1, T)
-        else:
-            # Packed rows restart positions per example: key j uses column pos[j].
-            k = self.w2.t()[pos].unsqueeze(1)
-            bias = self.b2[pos].view(B, 1, 1, T)
-        return q, k, v, bias, 1.0
-
-    def forward(self, x, layer_past=None, mask=None, pos=None, cache=None):
-        # layer_past: course contract, unused (decoding uses `cache`)
-        return self_attention(self, x, mask, pos, cache)
-
-
-class CausalCrossAttention(nn.Module):
-    """Queries from x_q, keys and values from x_kv (the perceiver year's bottleneck).
-
-    Query i may look at keys 0..i: the course's (1, 1, block, block) tril mask,
-    cut to [:Tq, :Tk]. x_q may have batch 1 (the bottleneck's learned basis) where
-    x_kv has B.
-    """
-
-    def __init__(self, config):
-        super().__init__()
-        add_projections(self, config)
-        add_causal_mask(self, config)
-        self.n_head = config.n_head
-        self.exact = getattr(config, "exact", True)
-        self.kernel = getattr(config, "kernel", "auto")
-
-    def keys_values(self, x_kv):
-        return split_heads(self.key(x_kv), self.n_head), split_heads(self.value(x_kv), self.n_head)
-
-    def queries(self, x_q):
-        return split_heads(self.query(x_q), self.n_head)
-
-    def attend(self, q, k, v, mask):
-        """attend() with the course's scaling, projected; the caller's mask, or the course's."""
-        if mask is None:
-            mask = self.mask[:, :, :q.size(2), :k.size(2)] != 0
-        return mix(self, q, k, v, None, mask, 1.0 / math.sqrt(k.size(-1)))
-
-    def forward(self, x_kv, x_q):
-        k, v = self.keys_values(x_kv)
-        return self.attend(self.queries(x_q), k, v, None)

@@ -15,7 +15,9 @@ import random
 import torch
 from torch.utils.data import Dataset
 
-from .batching import encode
+from .extras.batching import encode
+from .extras.files import UsageError, read_text
+from .extras.options import warn
 
 MASK_CHAR = u"\u2047"  # the doublequestion mark ⁇
 PAD_CHAR = u"\u25A1"   # the empty square □
@@ -64,6 +66,40 @@ class NameDataset(Dataset):
                 n = int(y.nonzero().max()) + 1
                 self._trimmed.append((x[:n], y[:n]))
         return self._trimmed[idx]
+
+
+def check_finetune_corpus(path, stoi, block_size):
+    """Refuse, by line number, a line the course's NameDataset cannot turn into an example; warn
+    of what it takes but cannot learn from (characters it drops, answers left empty)."""
+    raw = read_text(path, '--finetune_corpus_path')
+    # As NameDataset reads it: non-ASCII characters dropped, blank lines skipped.
+    text = raw.encode('utf-8').decode('ascii', errors='ignore')
+    dropped = sorted(set(raw) - set(text))
+    if dropped:
+        warn(f'the course drops characters outside ASCII from {path}: {"".join(dropped)!r} '
+                     f'are not learned')
+    numbered = [(n, line) for n, line in enumerate(text.split('\n'), 1) if line.strip()]
+    if not numbered:
+        raise UsageError(f'finetune corpus {path} is empty; pass a file of question<TAB>answer lines')
+    empty = []
+    for n, line in numbered:
+        if line.count('\t') != 1:
+            raise UsageError(f'{path} line {n} is not "question<TAB>answer"; fix that line')
+        question, answer = line.split('\t')
+        if not question:
+            raise UsageError(f'{path} line {n} has an empty question; fix or remove that line')
+        if not answer.strip():
+            empty.append(n)
+        if len(question) + len(answer) + 2 > block_size:
+            raise UsageError(f'{path} line {n} is too long: question and answer are {len(question) + len(answer)} '
+                             f'characters, at most {block_size - 2} fit the block of {block_size}; shorten it')
+        missing = sorted(set(line) - set(stoi) - {'\t'})
+        if missing:
+            raise UsageError(f'{path} line {n} has characters that are not in the pretraining corpus '
+                             f'({"".join(missing)!r}); the vocabulary comes from --pretrain_corpus_path')
+    if empty:
+        warn(f'{path} has {len(empty)} line(s) whose answer is empty once the course has dropped its '
+                     f'non-ASCII characters (line {empty[0]} first): the model learns to answer nothing there')
 
 
 def corruption_spans(doc_len, block_size):

@@ -9,10 +9,10 @@ as an optional last argument, which they hand to the Trainer.
 import os
 import random
 
-from . import checkpoint, distributed, files
+from .extras import checkpoint, distributed, files
 from .dataset import NameDataset, CharCorruptionDataset
 from .model import GPT
-from .options import default_device
+from .extras.options import default_device
 from .trainer import Trainer, TrainerConfig
 
 random.seed(0)
@@ -51,8 +51,6 @@ def initialize_rope_model(mconf):
 def finetune(reading_params_path, finetune_corpus_path, pretrain_dataset, block_size, model, options=None):
     ### [part c] [part f]: load pretrained params if given, then finetune on the corpus
     ### with the course's settings (75 epochs without pretraining, 10 with).
-    trainer_obj = None  # Trainer object (see trainer.py for more details)
-    tconf = None  # TrainerConfig object (see trainer.py for more details)
     max_epochs = 75
     if reading_params_path is not None:
         # map_location cpu, as the handout asks; checked against the model and the vocabulary.
@@ -70,8 +68,6 @@ def finetune(reading_params_path, finetune_corpus_path, pretrain_dataset, block_
 
 def pretrain(pretrain_dataset, block_size, model, options=None):
     ### [part f]: span-corruption pretraining with the course's settings.
-    trainer_obj = None  # Trainer object (see trainer.py for more details)
-    tconf = None  # TrainerConfig object (see trainer.py for more details)
     tconf = TrainerConfig(max_epochs=650, batch_size=128, learning_rate=6e-3,
                           lr_decay=True, warmup_tokens=512 * 20,
                           final_tokens=200 * len(pretrain_dataset) * block_size,

@@ -12,18 +12,22 @@ so a params file written here loads into plain course code and back. Options
 of our own, all off by default so that course code and the grader see the
 course computation:
 
-* GPTConfig(exact=False) makes attention use torch's fused kernel.
+* GPTConfig(exact=False) is the fast path (attention.kernel_for says which
+  attention computation; GPTConfig(kernel=...) forces one).
+* `pos`, wherever it is passed, is each token's position inside its own
+  example, the position the course's model would give it alone in a row.
 * GPT.forward(idx, targets, pos=...) takes packed rows: several examples per
-  row, `pos` giving each token's position inside its own example (restarting
-  at 0). Tokens then attend only within their example, and the position
-  (embedding or rotation) is each token's own, so every example sees exactly
-  what it would see alone in its own row (see batching.py). The perceiver
-  cannot pack: its slots summarise a whole row, so examples sharing a row
-  would share slots; its fast path trims rows instead (batching.py).
-* GPT.forward(idx, pos=..., cache=GPT.new_cache(size, rows)) decodes: each layer
-  keeps its keys and values, and each call adds the given positions (the
-  prompts, then one character per row, each at its own position; see
-  evaluate.py). The perceiver keeps three kinds (see `PerceiverCache`).
+  row, pos restarting at 0 where each begins. Tokens then attend only within
+  their example, and the position (embedding or rotation) is each token's
+  own, so every example sees exactly what it would see alone in its own row
+  (see extras/batching.py). The perceiver cannot pack: its slots summarise a
+  whole row, so examples sharing a row would share slots; its fast path trims
+  rows instead.
+* GPT.forward(idx, pos=..., cache=GPT.new_cache(size, rows)) decodes, one
+  example (a question) a row: each layer keeps its keys and values, and each
+  call adds the given positions (the prompts, then one character per row, each
+  at its own position; see extras/evaluate.py). The perceiver keeps three
+  kinds (see `PerceiverCache`).
 """
 import torch
 import torch.nn as nn

@@ -28,9 +28,9 @@ import torch
 import torch.optim as optim
 from torch.utils.data.dataloader import DataLoader
 
-from . import batching, checkpoint, compat, distributed, files, progress
-from .files import UsageError, remove_partial_files
-from .options import Options
+from .extras import batching, checkpoint, compat, distributed, files, progress
+from .extras.files import UsageError, remove_partial_files
+from .extras.options import Options
 
 logger = logging.getLogger(__name__)
 
@@ -80,15 +80,29 @@ def lr_at(tokens, config):
 
 def fitted_schedule(config, epochs, dataset):
     """The course's schedule fitted to a run of `epochs` epochs (--schedule_epochs): the
-    same linear warmup, then the cosine reaching its floor (0.1 x learning_rate) at the
-    run's last step. The course's final_tokens (200 epochs of block_size tokens) would
-    leave a run shorter than 200 epochs near its peak rate when it stops. Returns a copy
-    of config; the course's own TrainerConfig is left as it is."""
+    same linear warmup, then the cosine ending at the run's last step, where the course's
+    max(0.1, cosine) has long reached its floor (0.1 x learning_rate; from 80 % of the
+    run on). The course's final_tokens (200 epochs of block_size tokens) would leave a run
+    shorter than 200 epochs near its peak rate when it stops. Returns a copy of config;
+    the course's own TrainerConfig is left as it is."""
     fitted = copy.copy(config)
     fitted.max_epochs = epochs
     # The tokens of the whole run, as the course counts them: every position of every row.
     fitted.final_tokens = epochs * len(dataset) * (dataset.block_size - 1)
     return fitted
+
+
+def with_recipe(config, options, dataset):
+    """The course's TrainerConfig with a run's own recipe (--batch_size, --learning_rate,
+    --weight_decay, --schedule_epochs) in a copy; the course's own is left as it is."""
+    if all(getattr(options, key) is None for key in ('batch_size', 'learning_rate', 'weight_decay')):
+        mine = config
+    else:
+        mine = copy.copy(config)
+        for key in ('batch_size', 'learning_rate', 'weight_decay'):
+            if getattr(options, key) is not None:
+                setattr(mine, key, getattr(options, key))
+    return fitted_schedule(mine, options.schedule_epochs, dataset) if options.schedule_epochs else mine
 
 
 def peak_memory_mb(device):
@@ -156,15 +170,13 @@ class Trainer:
         self.model = model  # the model itself; the steps call it through self.runner
         self.train_dataset = train_dataset
         self.test_dataset = test_dataset
-        self.options = options or Options()
-        if self.options.schedule_epochs:
-            config = fitted_schedule(config, self.options.schedule_epochs, train_dataset)
-        self.config = config
+        self.options = options or Options.course()
+        self.config = with_recipe(config, self.options, train_dataset)
         self.device = self.options.device
         self.device_type = str(self.device).split(':')[0]
         self.amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(self.options.precision)
-        self.max_epochs = self.options.max_epochs or config.max_epochs
-        self.steps_per_epoch = math.ceil(len(train_dataset) / config.batch_size)
+        self.max_epochs = self.options.max_epochs or self.config.max_epochs
+        self.steps_per_epoch = math.ceil(len(train_dataset) / self.config.batch_size)
         self.total_steps = self.steps_per_epoch * self.max_epochs
         if self.options.max_steps is not None:
             self.total_steps = min(self.total_steps, self.options.max_steps)
@@ -180,12 +192,8 @@ class Trainer:
             checkpoint.save_params(self.model, self.config.ckpt_path)
 
     def train(self, params_path=None):
-        """Train for the configured epochs (or Options.max_steps steps).
-
-        params_path: the params file the run ends in (helper.train passes it); its
-        resumable checkpoint and metrics log are kept beside it (files.checkpoint_path,
-        files.log_path). Without it nothing is written.
-        """
+        """Train for the configured epochs (or Options.max_steps steps). params_path: the params
+        file the run ends in (helper.train passes it), its checkpoint and metrics log beside it."""
         config, opts = self.config, self.options
         self.set_up()
         state = self.state
@@ -194,10 +202,7 @@ class Trainer:
         self.resume_or_start(saver)
         self.set_lr(lr_at(state.tokens, config) if state.step else config.learning_rate)
         width = self.train_dataset.block_size - 1  # each course row has block_size-1 positions
-        log = progress.RunLog(params_path and files.log_path(params_path), self.start_record(saver.settings),
-                              self.total_steps, self.max_epochs, state, opts.progress and distributed.is_main(),
-                              every=0.0 if self.device_type == 'cpu' else LOG_EVERY)
-        self.show_plan(log)
+        log = self.open_log(params_path and files.log_path(params_path), saver.settings)
         stop = StopFlag(saves=bool(saver.path))
         # The perceiver's slots summarise a whole row: its examples cannot share rows.
         batches = batching.Prefetcher(self.train_dataset, self.batch_plan(state.epoch, state.batch, state.step),
@@ -207,11 +212,11 @@ class Trainer:
             stop.install()
             for batch in batches:
                 loss = self.optimize(batch.x, batch.y, batch.pos, batch.targets * batch.step.weight)
-                # (y >= 0).sum() of the course's full rows, whatever the packing.
-                state.advance(batch, self.steps_per_epoch, batch.step.rows * width)
+                tokens = batch.step.rows * width  # (y >= 0).sum() of the course's full rows, however packed
+                state.advance(batch, self.steps_per_epoch, tokens)
                 lr = lr_at(state.tokens, config)
                 self.set_lr(lr)
-                log.step(state.step, batch.step.epoch + 1, loss, lr, batch.step.rows * width)
+                log.step(state.step, batch.step.epoch + 1, loss, lr, tokens)
                 stopping, due = stop.agreed(saver.due())
                 if stopping or due:
                     log.flush()
@@ -259,7 +264,8 @@ class Trainer:
             'max_epochs': self.max_epochs, 'batch_size': self.config.batch_size,
             'learning_rate': self.config.learning_rate, 'vocab_size': conf.vocab_size,
             'block_size': conf.block_size, 'exact': opts.exact, 'precision': opts.precision, 'seed': opts.seed,
-            'schedule_epochs': opts.schedule_epochs,
+            'schedule_epochs': opts.schedule_epochs, 'weight_decay': self.config.weight_decay,
+            'dropout': conf.attn_pdrop,
             'vocabulary': ''.join(self.train_dataset.itos[i] for i in range(len(self.train_dataset.itos))),
         }
 
@@ -283,10 +289,11 @@ class Trainer:
         if not opts.resume:
             raise UsageError(f'{saver.path} holds an interrupted run; pass --resume to continue it, or --restart '
                              f'to discard it and start over')
-        saver.restore(state, opts.seed)
+        before = saver.restore(state, opts.seed)
         if opts.max_steps is not None and state.step > opts.max_steps:
             raise UsageError(f'--max_steps={opts.max_steps}, but the checkpoint {saver.path} is at step '
                              f'{state.step} already; give --max_steps={state.step} or more, or --restart')
+        saver.say_resumed(state, before)
 
     def keep_end(self):
         """Checkpoint the run's end (this rank's random state only), for when its params cannot be
@@ -303,13 +310,18 @@ class Trainer:
                 'resumed_from_step': self.state.step, 'world_size': distributed.world_size(),
                 'device': str(self.device), 'precision': self.options.precision}
 
-    def show_plan(self, log):
+    def open_log(self, path, settings):
+        """The session's RunLog, its start record written and the run's plan said."""
+        log = progress.RunLog(path, self.start_record(settings), self.total_steps, self.max_epochs, self.state,
+                              self.options.progress and distributed.is_main(),
+                              every=0.0 if self.device_type == 'cpu' else LOG_EVERY)
         plan = (f'{self.max_epochs} epoch{"s" * (self.max_epochs != 1)} of {self.steps_per_epoch} '
                 f'step{"s" * (self.steps_per_epoch != 1)} of {self.config.batch_size}')
         if self.total_steps < self.max_epochs * self.steps_per_epoch:
             plan = f'cut short by --max_steps: {plan}'
         done = f', {self.state.step:,} of them done' if self.state.step else ''
         log.say(f'training {self.total_steps:,} steps ({plan}){done}; their time is estimated after the first few')
+        return log
 
     def make_optimizer(self, model):
         config = self.config
@@ -322,8 +334,7 @@ class Trainer:
             {"params": params_decay, "weight_decay": config.weight_decay},
             {"params": params_nodecay, "weight_decay": 0.0},
         ]
-        # The fast path's AdamW is torch's fused kernel: the same update in one pass
-        # (on CPUs a few ms a step instead of 15; GPUs, one launch).
+        # The fast path's AdamW is torch's fused kernel: the same update in one pass.
         if not self.options.exact:
             try:
                 return optim.AdamW(optim_groups, lr=config.learning_rate, betas=config.betas, fused=True)

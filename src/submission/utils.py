@@ -7,6 +7,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from .extras.files import UsageError, read_text
+
 
 def set_seed(seed):
     random.seed(seed)
@@ -73,3 +75,30 @@ def evaluate_places(filepath, predicted_places):
         assert total == len(predicted_places)
         correct = len(list(filter(lambda x: x[0] == x[1], zip(true_places, predicted_places))))
         return (float(total), float(correct))
+
+
+def read_eval_lines(path, longest=None):
+    """The non-blank lines of an eval file, all alike: every one with an answer, or none
+    (and no question longer than `longest` characters)."""
+    numbered = [(n, line) for n, line in enumerate(read_text(path, '--eval_corpus_path').split('\n'), 1)
+                if line.strip()]
+    if not numbered:
+        raise UsageError(f'eval file {path} has no questions; pass a file of questions, one per line')
+    for n, line in numbered:
+        if line.count('\t') > 1:
+            raise UsageError(f'{path} line {n} has more than one tab; use "question" or "question<TAB>answer"')
+        question = line.split('\t')[0]
+        if not question.strip():
+            raise UsageError(f'{path} line {n} has an empty question; fix or remove that line')
+        if longest is not None and len(question) > longest:
+            raise UsageError(f'{path} line {n}: the question is {len(question)} characters, but the synthesizer '
+                             f'answers at most {longest} (its attention spans {longest + 32} positions, '
+                             f'32 of them for the answer); shorten it')
+    # As utils.evaluate_places reads them: the answer of a stripped line.
+    answered = [len(line.strip().split('\t')) == 2 for _, line in numbered]
+    if any(answered) and not all(answered):
+        odd = numbered[answered.index(not answered[0])][0]
+        raise UsageError(f'{path} line {odd} {"has" if answered[0] is False else "lacks"} an answer but line '
+                         f'{numbered[0][0]} {"does not" if answered[0] is False else "has one"}; give every '
+                         f'line an answer, or none')
+    return [line for _, line in numbered], answered[0]

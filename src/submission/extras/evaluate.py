@@ -1,8 +1,8 @@
 """Evaluation: birth-place predictions for a file of questions.
 
 The course decodes one question at a time with utils.sample, re-running the
-whole prefix for each of 32 greedy steps (about 0.29 s a question on two CPU
-cores). Here questions are decoded together, up to DECODE_ROWS at a time:
+whole prefix for each of 32 greedy steps. Here questions are decoded together,
+up to DECODE_ROWS at a time:
 forward passes over the questions, PREFILL_ROWS of similar length at a time,
 fill the model's key/value cache (GPT.forward with cache=; the "Where was "
 that every question starts with is computed once), then each step feeds only
@@ -14,8 +14,8 @@ of the completion.
 """
 import torch
 
-from . import utils
-from .dataset import MASK_CHAR
+from .. import utils
+from ..dataset import MASK_CHAR
 
 STEPS = 32  # greedy characters per question, as in the course
 PREFILL_ROWS = 128  # prompts run into the cache together
@@ -70,8 +70,7 @@ def predict_batch(model, prompts, itos, device, steps=STEPS):
 
     The prompts go into the cache PREFILL_ROWS at a time (similar lengths: little
     padding); then every row decodes together, as the matmuls of one character a
-    row cost less per row in a larger batch (107 against 140 us a row and step at
-    256 rows against 128 on two CPU cores; 512 gained no more, for twice the memory)."""
+    row cost less per row in a larger batch (docs/PERFORMANCE.md)."""
     model.eval()
     B = len(prompts)
     # Room for the prompts and every step but the last, whose character is not fed back.

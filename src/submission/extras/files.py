@@ -12,8 +12,9 @@
   over the target, so readers see the old file or the new one, never half of
   one. A hard exit (a second Ctrl-C) removes the temporary being written, and
   the next run removes any a crash left behind.
-* `MADE_BY`: which ./run.sh command makes each file. run.sh is the one home of
-  the command table; it is read from there.
+* `WRITES` and `MADE_BY`: which file each ./run.sh command writes, and which
+  command makes each file. run.sh is the one home of the command table; it is
+  read from there.
 * `course_data_dir()`: the one place that says where the course data is.
 * `UsageError`: the one kind of error a user can fix; the message names the
   problem and the fix, and the command lines print it as one `error:` line.
@@ -27,7 +28,7 @@ import tempfile
 
 import torch
 
-SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # src/
 ROOT = os.path.dirname(SRC)
 COURSE_FILES = ('wiki.txt', 'birth_places_train.tsv', 'birth_dev.tsv', 'birth_test_inputs.tsv', 'birth_test.tsv')
 
@@ -37,26 +38,29 @@ class UsageError(Exception):
 
 
 def course_data_dir(names=COURSE_FILES):
-    """src/data when it holds the named course files, else ../shared/data beside the
-    repository (where CI keeps them); None when neither holds them all."""
-    for folder in (os.path.join(SRC, 'data'), os.path.join(os.path.dirname(ROOT), 'shared', 'data')):
-        if all(os.path.isfile(os.path.join(folder, name)) for name in names):
-            return os.path.realpath(folder)
+    """src/data, where the course data goes (src/data/README.md), when it holds the named
+    course files; None when it does not."""
+    folder = os.path.join(SRC, 'data')
+    if all(os.path.isfile(os.path.join(folder, name)) for name in names):
+        return os.path.realpath(folder)
     return None
 
 
 def read_command_table():
-    """{file name: ./run.sh command that writes it}, in run.sh's order."""
+    """{./run.sh command: the file it writes}, in run.sh's order."""
     with open(os.path.join(SRC, 'run.sh'), encoding='utf-8') as f:
         text = f.read()
     table = {}
     for command, body in re.findall(r'^([a-z_]+)\)\n(.*?);;', text, re.M | re.S):
         for name in re.findall(r'--(?:writing_params|outputs)_path=\$S/(\S+)', body):
-            table[name] = command
+            table[command] = name
     return table
 
 
-MADE_BY = read_command_table()
+WRITES = read_command_table()
+MADE_BY = {}  # {file name: the first ./run.sh command that writes it (the course's, before our variants)}
+for _command, _name in WRITES.items():
+    MADE_BY.setdefault(_name, _command)
 
 
 # ---------------------------------------------------------------- inputs

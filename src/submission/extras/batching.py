@@ -104,7 +104,7 @@ class Prefetcher:
 
     packed: see make_batch. background: build in a thread (default: when the steps run on another
     device than the CPU). On a CPU the thread only takes time from the step's
-    own threads (5 % slower on 2 cores), so there batches are built in line.
+    own threads, so there batches are built in line.
     """
 
     def __init__(self, dataset, plan, exact, device, packed=True, background=None, ahead=4):

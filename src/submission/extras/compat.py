@@ -13,6 +13,8 @@ TORCH = tuple(int(part) for part in torch.__version__.split('+')[0].split('.')[:
 
 # scaled_dot_product_attention came in torch 2.0, its `scale` argument in 2.1.
 HAS_SDPA = TORCH >= (2, 1) and hasattr(F, 'scaled_dot_product_attention')
+# Viewing a tensor as a dtype of another size (64 random bits as four 16-bit draws): from 1.13.
+HAS_DTYPE_VIEW = TORCH >= (1, 13)
 # fp16 autocast and its gradient scaler on the CPU: torch.amp.GradScaler, from 2.3.
 HAS_CPU_FP16 = hasattr(torch, 'amp') and hasattr(torch.amp, 'GradScaler')
 
@@ -22,6 +24,8 @@ def fast_path_notes():
     notes = []
     if not HAS_SDPA:
         notes.append('attention uses the plain formula (the fused kernel needs torch 2.1)')
+    if not HAS_DTYPE_VIEW:
+        notes.append('dropout draws one uniform number an element (16-bit draws need torch 1.13)')
     return notes
 
 

@@ -23,34 +23,40 @@ import json
 import math
 import os
 
-from . import utils
-from .files import MADE_BY, UsageError, atomic_write, save_text
+from .. import utils
+from .files import MADE_BY, WRITES, UsageError, atomic_write, log_path, save_text
+from .options import VARIANTS
 from .progress import fmt_time
 
 NOT_RUN = 'not run'
+try:  # the plots need it; the course's own environment has no matplotlib
+    import matplotlib  # noqa: F401
+    HAS_MATPLOTLIB = True
+except ImportError:
+    HAS_MATPLOTLIB = False
 
-# (title, [(stage, params file)], predictions prefix); the names are run.sh's.
-EXPERIMENTS = [
-    ('vanilla, no pretraining', [('finetune', 'vanilla.model.params')], 'vanilla.nopretrain'),
-    ('vanilla, pretrain + finetune',
-     [('pretrain', 'vanilla.pretrain.params'), ('finetune', 'vanilla.finetune.params')], 'vanilla.pretrain'),
-    ('synthesizer, pretrain + finetune',
-     [('pretrain', 'synthesizer.pretrain.params'), ('finetune', 'synthesizer.finetune.params')],
-     'synthesizer.pretrain'),
-]
-# The later course years' variants: listed once any of their files is in submission_dir.
-LATER_EXPERIMENTS = [
-    (f'{variant}, pretrain + finetune',
-     [('pretrain', f'{variant}.pretrain.params'), ('finetune', f'{variant}.finetune.params')], f'{variant}.pretrain')
-    for variant in ('perceiver', 'rope')
-]
+
+
+def experiment(title, stages, dev_command):
+    """(title, [(stage, params file)], predictions prefix), the files those of run.sh's commands."""
+    return (title, [(stage, WRITES[command]) for stage, command in stages],
+            WRITES[dev_command][:-len('.dev.predictions')])
+
+
+EXPERIMENTS = [experiment('vanilla, no pretraining', [('finetune', 'vanilla_finetune_without_pretrain')],
+                          'vanilla_eval_dev_without_pretrain')] + [
+    experiment(f'{variant}, pretrain + finetune',
+               [('pretrain', f'{variant}_pretrain'), ('finetune', f'{variant}_finetune_with_pretrain')],
+               f'{variant}_eval_dev_with_pretrain') for variant in VARIANTS]
+# The course's three are always listed; the later course years' variants once any of their files is there.
+COURSE_EXPERIMENTS, LATER_EXPERIMENTS = EXPERIMENTS[:3], EXPERIMENTS[3:]
 LONDON = 'London baseline'
 
 
 def experiments_in(submission_dir):
     """The course's three experiments, and each later variant that has left a file."""
     names = os.listdir(submission_dir)
-    return EXPERIMENTS + [e for e in LATER_EXPERIMENTS
+    return COURSE_EXPERIMENTS + [e for e in LATER_EXPERIMENTS
                           if any(n.startswith(e[2].split('.')[0] + '.') for n in names)]
 
 
@@ -236,9 +242,9 @@ def training_cells(submission_dir, report_dir, stages, notes, runs, todo):
     cells = {'time': [], 'steps': [], 'loss': [], 'plot': []}
     for stage, params in stages:
         params_path = os.path.join(submission_dir, params)
-        log_path = params_path + '.log.jsonl'
+        log = log_path(params_path)
         label = f'{stage}: ' if len(stages) > 1 else ''
-        records = read_log(log_path) if os.path.isfile(log_path) else []
+        records = read_log(log) if os.path.isfile(log) else []
         if not records:
             if os.path.isfile(params_path):
                 text = 'no log'  # params made elsewhere (e.g. course code), so no metrics
@@ -258,7 +264,9 @@ def training_cells(submission_dir, report_dir, stages, notes, runs, todo):
         cells['time'].append(label + (fmt_time(elapsed) if elapsed is not None else 'n/a') + state)
         cells['steps'].append(label + f'{summary["steps"]:,}')
         cells['loss'].append(label + fmt_loss(summary['final_loss']))
-        if summary['curve']:
+        if summary['curve'] and not HAS_MATPLOTLIB:
+            cells['plot'].append(label + 'no plot (matplotlib is not installed)')
+        elif summary['curve']:
             png = 'loss-' + params[:-len('.params')] + '.png'
             plot_curve(summary, f'{params}: training loss', os.path.join(report_dir, png))
             cells['plot'].append(f'[{stage}]({png})')

@@ -53,15 +53,6 @@ def teardown():
         dist.destroy_process_group()
 
 
-def all_sum(values, device):
-    """Sum a list of numbers over all ranks (returned as floats)."""
-    if not dist.is_initialized():
-        return [float(v) for v in values]
-    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
 def start_sum(values):
     """Begin summing a few numbers over all ranks, in the background; returns a function
     that waits for the sums and returns them (as floats)."""

@@ -13,10 +13,9 @@ The people of the three splits are disjoint. Dev and test people are in the
 wiki corpus but never in the finetuning file, so a model can only answer for
 them with what pretraining stored, which is the point of the experiment.
 
-Unlike the course's wiki.txt, lines have no "Full Name." title. With one, the
-name always sat at the start of the line, and in one tuning run the finetuned
-model answered fewer dev questions (40-50 %, against 55-60 % without), which
-fits the question putting the name elsewhere ("Where was X born?").
+Unlike the course's wiki.txt, lines have no "Full Name." title: with one, the
+name always sat at the start of the line, where the question never puts it
+("Where was X born?"), and the finetuned model answered fewer dev questions.
 
 bios_per_person=1 gives every person one biography; more gives each person
 that many, worded differently (other templates, other extra facts).

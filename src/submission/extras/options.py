@@ -6,9 +6,11 @@ is checked here, with a one-line UsageError for a bad one, and the device and
 the precision are decided here, once for the whole run: the trainer and the
 evaluation read them and never decide again.
 
-The defaults are the course computation on this machine's default device, so
-a Trainer given no Options trains as the course's does.
+Options() defaults as the command line does (the fast path, on this
+machine's default device, at the precision auto decides); Options.course() is
+the course's computation, which a Trainer given no Options runs.
 """
+import functools
 import math
 import os
 import re
@@ -28,12 +30,16 @@ SEED_LIMIT = 2 ** 32  # seeds feed torch.manual_seed and the epoch order, which 
 BOTTLENECK_DIM = 32  # the perceiver's slots, as the course's initialize_perceiver_model has them
 BLOCK_SIZE = 128  # the course's block size for every run
 EPOCH_LIMIT = 100_000  # far beyond any run, and small enough that token counts stay exact in floats
+BATCH_LIMIT = 65_536
 
 # Which of run.py's options each function uses; giving one it does not use is an
 # error (it would be ignored silently, e.g. --reading_params_path with pretrain).
 TRAINING = ('--variant', '--bottleneck_dim', '--pretrain_corpus_path', '--writing_params_path', '--max_epochs',
-            '--schedule_epochs', '--max_steps', '--seed', '--device', '--precision', '--compile', '--exact', '--resume', '--restart',
+            '--schedule_epochs', '--batch_size', '--learning_rate', '--weight_decay', '--dropout', '--max_steps',
+            '--seed', '--device', '--precision', '--compile', '--exact', '--resume', '--restart',
             '--checkpoint_every', '--threads')
+# A training recipe of one's own: settings that change what the course computes, so never with --exact.
+RECIPE = ('--schedule_epochs', '--batch_size', '--learning_rate', '--weight_decay', '--dropout')
 USES = {
     'pretrain': TRAINING,
     'finetune': TRAINING + ('--finetune_corpus_path', '--reading_params_path'),
@@ -72,14 +78,20 @@ class Options:
     eval_corpus_path: str = None
     outputs_path: str = None
     bottleneck_dim: int = None  # perceiver only (default BOTTLENECK_DIM)
-    # Ours. exact=True is the course computation; device and precision are decided values.
-    exact: bool = True
+    # Ours, defaulting as the command line does: the fast path on this machine's default
+    # device, at the precision auto decides for it (Options.course(): the course's computation).
+    exact: bool = False
     device: str = field(default_factory=default_device)
-    precision: str = 'fp32'
+    precision: str = None  # None: decided as --precision=auto decides (precision_for)
     compile: bool = False
     seed: int = 0
     max_epochs: int = None  # None: the course's number for the run
     schedule_epochs: int = None  # N: train N epochs on the course's schedule fitted to them
+    # None: the course's (helper.py's TrainerConfig, GPTConfig's dropouts)
+    batch_size: int = None
+    learning_rate: float = None
+    weight_decay: float = None
+    dropout: float = None
     max_steps: int = None
     threads: int = None     # None: torch's own choice
     resume: bool = False
@@ -89,6 +101,16 @@ class Options:
     submission_dir: str = 'submission'
     data_dir: str = 'data'
     report_dir: str = 'reports'
+
+    def __post_init__(self):
+        if self.precision is None:
+            object.__setattr__(self, 'precision', precision_for('auto', self.device, self.exact))
+
+    @classmethod
+    def course(cls, **kw):
+        """The course's computation (fp32, per-item batches, its attention and dropout, one question
+        at a time), as a Trainer given no Options runs."""
+        return cls(exact=True, precision='fp32', **kw)
 
 
 def whole_number(text, option, low=1, high=None):
@@ -170,14 +192,29 @@ def bottleneck_dim(text, variant):
     return whole_number(text, '--bottleneck_dim', low=1, high=BLOCK_SIZE - 1)
 
 
-def schedule(text, max_epochs, exact):
-    """--schedule_epochs=N: a whole number of epochs, 1 to EPOCH_LIMIT; not with --exact (the course's
-    schedule) nor with --max_epochs (which cuts the course's schedule short instead of fitting one)."""
+def fraction(text, option, high=1.0, open_low=False):
+    """A number from 0 (excluded if open_low) to high, in plain ASCII."""
+    if not re.fullmatch(r'[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?', text):
+        raise UsageError(f'{option}={text} is not a number; write it in digits 0-9')
+    value = float(text)
+    if not (0 < value if open_low else 0 <= value) or value > high:
+        raise UsageError(f'{option}={text} is out of range; give a number {"above" if open_low else "from"} 0 '
+                         f'{"and at most" if open_low else "to"} {high}')
+    return value
+
+
+def check_recipe(args, exact):
+    """The recipe options are ours: refused with --exact, which is the course's computation."""
+    given = [key for key in RECIPE if args.get(key) is not None]
+    if exact and given:
+        raise UsageError(f'{given[0]} sets a recipe of our own; --exact runs the course\'s: drop one of them')
+
+
+def schedule(text, max_epochs):
+    """--schedule_epochs=N: a whole number of epochs, 1 to EPOCH_LIMIT; not with --max_epochs (which
+    cuts the course's schedule short instead of fitting one)."""
     if text is None:
         return None
-    if exact:
-        raise UsageError(f'--schedule_epochs fits a schedule of our own; --exact runs the course\'s: '
-                         f'drop one of them')
     if max_epochs is not None:
         raise UsageError(f'--schedule_epochs={text} sets the number of epochs itself; drop --max_epochs={max_epochs}')
     return whole_number(text, '--schedule_epochs', high=EPOCH_LIMIT)
@@ -192,12 +229,13 @@ def cpu_has_native_bf16():
     return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 
+@functools.lru_cache(maxsize=None)
 def bf16_pays_on_this_cpu():
     """Whether a bf16 matmul of the pretraining step's shape runs at least 1.2x faster than fp32 here.
 
-    Native bf16 instructions are not enough: on one AVX512-BF16 CPU the fast step
-    took 0.83 s in bf16 against 1.45 s in fp32, on another 1.7 s against 1.3 s
-    (docs/PERFORMANCE.md), so auto times both (about 0.15 s) rather than trust the flags."""
+    Native bf16 instructions are not enough: on some AVX512-BF16 CPUs bf16 steps are
+    faster than fp32 ones, on others slower (docs/PERFORMANCE.md), so auto times both
+    rather than trust the flags."""
     import time
     # ~7,700 packed tokens by the 256-wide embedding into the 1,024-wide MLP.
     a32, b32 = torch.randn(7680, 256), torch.randn(256, 1024)
@@ -317,7 +355,9 @@ def from_command_line(args):
     exact = bool(args['--exact'])
     if args['--compile'] and not hasattr(torch, 'compile'):
         raise UsageError(f'--compile needs torch 2.0 or newer, this is torch {torch.__version__}; drop --compile')
-    schedule_epochs = schedule(args['--schedule_epochs'], args['--max_epochs'], exact)
+    check_recipe(args, exact)
+    schedule_epochs = schedule(args['--schedule_epochs'], args['--max_epochs'])
+    real = lambda key, **kw: None if args[key] is None else fraction(args[key], key, **kw)
     device = device_named(args['--device'])
     number = lambda key, **kw: None if args[key] is None else whole_number(args[key], key, **kw)
     return Options(
@@ -331,6 +371,8 @@ def from_command_line(args):
         compile=bool(args['--compile']),
         seed=number('--seed', low=0, high=SEED_LIMIT - 1) or 0,
         max_epochs=number('--max_epochs'), schedule_epochs=schedule_epochs, max_steps=number('--max_steps'),
+        batch_size=number('--batch_size', high=BATCH_LIMIT), learning_rate=real('--learning_rate', open_low=True),
+        weight_decay=real('--weight_decay'), dropout=real('--dropout', high=0.9),
         threads=number('--threads', high=os.cpu_count() * 4),
         resume=bool(args['--resume']), restart=bool(args['--restart']),
         checkpoint_every=300.0 if args['--checkpoint_every'] is None

@@ -74,7 +74,8 @@ class Checkpointer:
         self.last = time.time()
 
     def restore(self, state, seed):
-        """Load the checkpoint into the training state, and this rank's random state."""
+        """Load the checkpoint into the training state, and this rank's random state; returns the
+        run options it was written with."""
         ckpt = load_checkpoint(self.path)
         check_settings(self.path, ckpt['settings'], self.settings)
         state.load_state_dict(ckpt)
@@ -85,9 +86,12 @@ class Checkpointer:
             random.seed(seed * 7919 + state.step * 31 + rank)
             torch.manual_seed(seed * 7919 + state.step * 31 + rank)
         state.batch_random = random.getstate()
+        return ckpt.get('options', {})
+
+    def say_resumed(self, state, before):
+        """The resuming line, and one note a run option this session changes (before: the run's)."""
         if distributed.is_main():
             print(f'resuming from {self.path}: epoch {state.epoch + 1}, step {state.step}', flush=True)
-            before = ckpt.get('options', {})
             for key, now in self.run_options.items():
                 if key in before and before[key] != now:
                     print(f'note: resuming with {key} {now} (the run so far: {before[key]})', flush=True)

@@ -36,25 +36,23 @@ import time
 import torch
 
 from . import evaluate, world
-from .dataset import CharCorruptionDataset, NameDataset
+from ..dataset import CharCorruptionDataset, NameDataset
 from .checkpoint import save_params
+from . import files
 from .files import UsageError, save_text
-from .model import GPT, GPTConfig
+from ..model import GPT, GPTConfig
 from .options import VARIANTS, Options, apply_to_torch, device_named, whole_number
-from .trainer import Interrupted, Trainer, TrainerConfig
+from ..trainer import Interrupted, Trainer, TrainerConfig
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(files.SRC)
 DEFAULT_OUT = os.path.join(REPO, 'runs', 'demo')
 
-# Chosen on dev accuracy on a 2-core CPU shared with other work. A narrow
-# two-layer model beat wider and deeper ones in the same time: more steps per
-# second, and a three-layer model extracted less of what it had stored.
-# Finetuning is short because it only has to teach the question format; longer
-# finetuning memorised the training people and answered fewer of the others.
-# The default pretrains for 2,500 steps at 4e-3 (5,000 at 3e-3 before): half
-# the time, and the gap over both baselines stayed at 34 points or more on
-# seeds 0-4 (docs/RESULTS.md; shorter or narrower runs lost it on some seed),
-# so that the demo fits about 5 minutes on AVX2-only CPUs too.
+# Chosen on dev accuracy (docs/RESULTS.md has the runs). A narrow two-layer
+# model beat wider and deeper ones in the same time: more steps per second, and
+# a three-layer model extracted less of what it had stored. Finetuning is short
+# because it only has to teach the question format; longer finetuning memorised
+# the training people and answered fewer of the others. The default is the
+# shortest pretraining that kept the gap over both baselines on every seed tried.
 SIZES = {
     'default': dict(people=150, bios_per_person=4, cities=16,
                     n_layer=2, n_head=4, n_embd=96, block_size=64, bottleneck_dim=32,
@@ -67,7 +65,7 @@ SIZES = {
 }
 
 
-def train(model, dataset, steps, batch, lr, seed, device):
+def train_steps(model, dataset, steps, batch, lr, seed, device):
     """Train with the project's Trainer on its fast path: warmup over the first
     few percent of `steps`, then a cosine to the last step (the schedule counts
     full course rows per step, whatever the packing)."""
@@ -109,12 +107,10 @@ def read(path):
 
 
 def run(out, size='default', seed=0, one_bio=False, device=None, threads=None, variant='vanilla'):
-    """One experiment; returns the results dict it also writes to out/results.json.
-
-    threads: torch's CPU threads (default: torch's own choice, one per core)."""
+    """One experiment; returns the results dict it also writes to out/results.json (threads: torch's)."""
     s = dict(SIZES[size], bios_per_person=1) if one_bio else dict(SIZES[size])
     device = device_named(device)
-    apply_to_torch(Options(exact=False, device=device, threads=threads))
+    apply_to_torch(Options(device=device, precision='fp32', threads=threads))
     started = time.time()
     paths = world.write(out, people=s['people'], bios_per_person=s['bios_per_person'],
                         cities=s['cities'], seed=seed)
@@ -122,12 +118,13 @@ def run(out, size='default', seed=0, one_bio=False, device=None, threads=None, v
     train_text = read(paths['birth_places_train.tsv'])
     questions = NameDataset(train_text, corpus)
     dev_lines = [line for line in read(paths['birth_dev.tsv']).split('\n') if line.strip()]
-    finetune = lambda model, epochs: train(model, questions, epochs * math.ceil(len(questions) / s['finetune_batch']),
-                                           s['finetune_batch'], s['finetune_lr'], seed, device)
+    finetune = lambda model, epochs: train_steps(model, questions, epochs * math.ceil(len(questions) /
+                                                                     s['finetune_batch']),
+                                                 s['finetune_batch'], s['finetune_lr'], seed, device)
 
     print(f'{variant}: pretraining on {paths["wiki.txt"]} ({len(corpus) - 1} biographies)', flush=True)
     model = new_model(corpus, s, seed, variant)
-    pretraining = train(model, corpus, s['pretrain_steps'], s['pretrain_batch'], s['pretrain_lr'], seed, device)
+    pretraining = train_steps(model, corpus, s['pretrain_steps'], s['pretrain_batch'], s['pretrain_lr'], seed, device)
     save_params(model, os.path.join(out, 'pretrain.params'), corpus.itos)
     print(f'{variant}: finetuning the pretrained model', flush=True)
     finetune(model, s['finetune_epochs'])
@@ -142,10 +139,7 @@ def run(out, size='default', seed=0, one_bio=False, device=None, threads=None, v
     save_params(scratch, os.path.join(out, 'nopretrain.params'), corpus.itos)
     nopretrain = dev_accuracy(scratch, corpus, dev_lines, device)
 
-    train_answers = [line.split('\t')[1] for line in train_text.split('\n') if line.strip()]
-    majority = collections.Counter(train_answers).most_common(1)[0][0]
-    baseline = sum(line.split('\t')[1] == majority for line in dev_lines) / len(dev_lines)
-
+    majority, baseline = most_frequent_city(train_text, dev_lines)
     results = {
         'variant': variant, 'pretrained_acc': pretrained, 'nopretrain_acc': nopretrain, 'baseline_acc': baseline,
         'seconds': round(time.time() - started, 1), 'pretrain_seconds': round(pretraining.elapsed, 1),
@@ -156,6 +150,13 @@ def run(out, size='default', seed=0, one_bio=False, device=None, threads=None, v
     }
     save_text(json.dumps(results, indent=2) + '\n', os.path.join(out, 'results.json'))
     return results
+
+
+def most_frequent_city(train_text, dev_lines):
+    """The commonest answer among the training people, and its accuracy on dev."""
+    train_answers = [line.split('\t')[1] for line in train_text.split('\n') if line.strip()]
+    majority = collections.Counter(train_answers).most_common(1)[0][0]
+    return majority, sum(line.split('\t')[1] == majority for line in dev_lines) / len(dev_lines)
 
 
 def compare(out, variants, seeds, **kw):
@@ -238,7 +239,7 @@ def parse(argv):
     out = os.path.abspath(args.out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f'--out {args.out} is a file; give a directory')
-    code = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # src/: the code and the course data
+    code = files.SRC  # the code and the course data
     if os.path.realpath(out) == os.path.realpath(code) or \
             os.path.realpath(out).startswith(os.path.realpath(code) + os.sep):
         raise UsageError(f'--out {args.out} is inside the code (src/); choose a folder outside it, such as the '
