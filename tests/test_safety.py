@@ -279,3 +279,25 @@ def test_the_report_skips_numbers_out_of_range(src_copy):
 ])
 def test_run_sh_names_the_argument_it_cannot_take(src_copy, args, needle):
     refused(src_copy, ['vanilla_pretrain', *args], needle, command=['./run.sh'])
+
+
+# ---------------------------------------------------------------- loading without running code, on every torch
+
+def test_the_restricted_unpickler_loads_params_and_checkpoints_and_refuses_code(src_copy, params, tmp_path,
+                                                                              monkeypatch):
+    """What loads where torch.load has no weights_only (torch before 1.13), run on today's torch: real
+    params and a real checkpoint load; a pickle that would run code is refused, and nothing runs."""
+    from submission.extras import compat
+    monkeypatch.setattr(compat, 'TORCH', (1, 10))
+    state = compat.safe_load(params['vanilla'])
+    assert torch.equal(state['head.weight'], torch.load(params['vanilla'], weights_only=True)['head.weight'])
+    ckpt = interrupted_run(src_copy, 'submission/vanilla.pretrain.params')
+    assert compat.safe_load(ckpt)['step'] >= 2
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f'touch {tmp_path / "ran"}',))
+    torch.save({'tok_emb.weight': Payload()}, tmp_path / 'evil.params')
+    with pytest.raises(Exception, match='is not a tensor, a storage or a plain container'):
+        compat.safe_load(tmp_path / 'evil.params')
+    assert not (tmp_path / 'ran').exists()

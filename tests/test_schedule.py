@@ -105,3 +105,37 @@ def test_schedule_epochs_refused_with_exact_or_max_epochs(world_data, tmp_path, 
     p = pretrain(world_data, tmp_path / 'x.params', '--schedule_epochs=5', *extra)
     assert_one_line_error(p, '--schedule_epochs', needle)
     assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------- the rest of a recipe of one's own
+
+def test_recipe_options_take_effect_and_are_recorded(world_data, tmp_path):
+    params = tmp_path / 'p.params'
+    p = pretrain(world_data, params, '--schedule_epochs=1', '--batch_size=32', '--learning_rate=2e-3',
+                 '--weight_decay=0', '--dropout=0')
+    assert p.returncode == 0, p.stderr
+    data = world_corpus(world_data)
+    records = log_records(str(params) + '.log.jsonl')
+    settings = records[0]['settings']
+    assert (settings['batch_size'], settings['learning_rate'], settings['weight_decay'], settings['dropout']) == \
+        (32, 2e-3, 0.0, 0.0)
+    steps = [r for r in records if 'event' not in r]
+    assert len(steps) == math.ceil(len(data) / 32) and steps[-1]['lr'] == pytest.approx(2e-4, rel=1e-12)
+
+
+@pytest.mark.parametrize('option, needle', [
+    ('--batch_size=0', 'out of range'), ('--batch_size=3.5', 'whole number'), ('--learning_rate=0', 'out of range'),
+    ('--learning_rate=-1e-3', 'out of range'), ('--learning_rate=fast', 'not a number'),
+    ('--learning_rate=1_0', 'digits 0-9'), ('--weight_decay=2', 'out of range'), ('--dropout=0.95', 'out of range'),
+    ('--dropout=nan', 'not a number'),
+])
+def test_bad_recipe_values(world_data, tmp_path, option, needle):
+    p = pretrain(world_data, tmp_path / 'x.params', option)
+    assert_one_line_error(p, option.split('=')[0], needle)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize('option', ['--batch_size=32', '--learning_rate=1e-3', '--weight_decay=0', '--dropout=0'])
+def test_recipe_options_are_refused_with_exact(world_data, tmp_path, option):
+    p = pretrain(world_data, tmp_path / 'x.params', option, '--exact')
+    assert_one_line_error(p, option.split('=')[0], '--exact runs the course')
