@@ -27,6 +27,8 @@ Our options:
     --learning_rate=LR              the peak learning rate (default: the course's, 6e-3 and 6e-4)
     --weight_decay=W                AdamW's weight decay (default: the course's 0.1)
     --dropout=P                     every dropout of the model (default: the course's 0.1)
+    --pretrain_questions=FILE       pretrain on these question<TAB>answer lines too, beside the corpus
+                                    (the finetuning questions; never dev or test ones)
     --max_steps=N                   stop after N optimizer steps
     --seed=N                        seed for every source of randomness (default 0)
     --device=DEVICE                 cpu, cuda, cuda:N or mps (default: the first available of cuda, mps, cpu)
@@ -51,10 +53,11 @@ import sys
 import torch
 from docopt import docopt, DocoptExit
 
-from submission.dataset import MASK_CHAR, PAD_CHAR, CharCorruptionDataset, check_finetune_corpus
+from submission.dataset import MASK_CHAR, PAD_CHAR, CharCorruptionDataset, NameDataset, check_finetune_corpus
 from submission.extras import compat, distributed, evaluate, files, options
 from submission.extras.checkpoint import load_into
 from submission.extras.files import UsageError
+from submission.extras.recipe import QuestionMix
 from submission.helper import (finetune, initialize_perceiver_model, initialize_rope_model,
                                initialize_synthesizer_model, initialize_vanilla_model, pretrain, train)
 from submission.model import GPTConfig
@@ -63,6 +66,7 @@ from submission.utils import evaluate_places, read_eval_lines
 
 # Keep the block size fixed at 128 for this assignment
 BLOCK_SIZE = options.BLOCK_SIZE
+HELD_OUT = ('birth_dev.tsv', 'birth_test.tsv', 'birth_test_inputs.tsv')  # never trained on
 LONG_LINE = 8 * BLOCK_SIZE  # a line this long is a corpus not split into documents (the course's longest: 522)
 
 
@@ -104,7 +108,8 @@ def what_docopt_refused(argv):
 def check_files(o):
     """Every input readable, every output writable, no output among the inputs: before any work."""
     inputs = [('--pretrain_corpus_path', o.pretrain_corpus_path), ('--finetune_corpus_path', o.finetune_corpus_path),
-              ('--reading_params_path', o.reading_params_path), ('--eval_corpus_path', o.eval_corpus_path)]
+              ('--reading_params_path', o.reading_params_path), ('--eval_corpus_path', o.eval_corpus_path),
+              ('--pretrain_questions', o.pretrain_questions)]
     outputs = [('--writing_params_path', o.writing_params_path), ('--outputs_path', o.outputs_path)]
     inputs = [(option, path) for option, path in inputs if path is not None]
     outputs = [(option, path) for option, path in outputs if path is not None]
@@ -148,6 +153,15 @@ def questions_of(path, lines, stoi):
         print(f'warning: dropped characters outside the vocabulary from {path}: '
               f'{"".join(sorted(dropped))!r}', file=sys.stderr)
     return questions
+
+
+def question_mix(path, corpus):
+    """The corpus with the questions of path mixed into its pretraining (--pretrain_questions)."""
+    if os.path.basename(path) in HELD_OUT:
+        raise UsageError(f'--pretrain_questions={path} is a held-out set: pretraining on it would answer its '
+                         f'questions from memory; give the finetuning questions (birth_places_train.tsv)')
+    check_finetune_corpus(path, corpus.stoi, BLOCK_SIZE)
+    return QuestionMix(corpus, NameDataset(files.read_text(path, '--pretrain_questions'), corpus))
 
 
 def run_training(o, pretrain_dataset, model):
@@ -226,6 +240,8 @@ def main(argv=None):
     torch.manual_seed(o.seed)
 
     pretrain_dataset = pretraining_dataset(o.pretrain_corpus_path)
+    if o.pretrain_questions:
+        pretrain_dataset = question_mix(o.pretrain_questions, pretrain_dataset)
     if o.function == 'finetune':
         check_finetune_corpus(o.finetune_corpus_path, pretrain_dataset.stoi, BLOCK_SIZE)
     elif o.function == 'evaluate':

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import assert_one_line_error, run_py
 from submission.dataset import CharCorruptionDataset
-from submission.trainer import TrainerConfig, fitted_schedule, lr_at
+from submission.extras.recipe import fitted_schedule
+from submission.trainer import TrainerConfig, lr_at
 
 COURSE_PRETRAIN = dict(max_epochs=650, batch_size=128, learning_rate=6e-3, lr_decay=True, warmup_tokens=512 * 20)
 
@@ -139,3 +140,25 @@ def test_bad_recipe_values(world_data, tmp_path, option, needle):
 def test_recipe_options_are_refused_with_exact(world_data, tmp_path, option):
     p = pretrain(world_data, tmp_path / 'x.params', option, '--exact')
     assert_one_line_error(p, option.split('=')[0], '--exact runs the course')
+
+
+def test_pretrain_questions_mix_the_finetuning_questions_into_pretraining(world_data, tmp_path):
+    """Every epoch holds the corpus's span corruptions and the questions, shuffled together; the
+    held-out sets are refused by name, and the option is pretraining's alone."""
+    params = tmp_path / 'p.params'
+    train = f'{world_data}/birth_places_train.tsv'
+    p = pretrain(world_data, params, '--schedule_epochs=1', '--batch_size=32', f'--pretrain_questions={train}')
+    assert p.returncode == 0, p.stderr
+    docs = len(world_corpus(world_data))
+    questions = len([line for line in open(train, encoding='utf-8') if line.strip()])
+    records = log_records(str(params) + '.log.jsonl')
+    assert records[0]['settings']['pretrain_questions'] == 'birth_places_train.tsv'
+    assert len([r for r in records if 'event' not in r]) == math.ceil((docs + questions) / 32)
+    p = pretrain(world_data, tmp_path / 'q.params', f'--pretrain_questions={world_data}/birth_dev.tsv')
+    assert_one_line_error(p, 'is a held-out set', 'birth_places_train.tsv')
+    p = pretrain(world_data, tmp_path / 'q.params', f'--pretrain_questions={train}', '--exact')
+    assert_one_line_error(p, '--pretrain_questions', '--exact runs the course')
+    p = run_py(['--function=finetune', '--variant=vanilla', f'--pretrain_corpus_path={world_data}/wiki.txt',
+                f'--writing_params_path={tmp_path / "f.params"}', f'--finetune_corpus_path={train}',
+                f'--pretrain_questions={train}'])
+    assert_one_line_error(p, '--pretrain_questions does nothing with --function=finetune')

@@ -14,7 +14,6 @@ set-up, then for each epoch `run_epoch`, which calls `optimize` once per
 batch; the resumable checkpoint is a small `checkpoint.Checkpointer`.
 """
 import contextlib
-import copy
 import logging
 import math
 import os
@@ -29,6 +28,7 @@ import torch.optim as optim
 from torch.utils.data.dataloader import DataLoader
 
 from .extras import batching, checkpoint, compat, distributed, files, progress
+from .extras.recipe import with_recipe
 from .extras.files import UsageError, remove_partial_files
 from .extras.options import Options
 
@@ -76,33 +76,6 @@ def lr_at(tokens, config):
         progress_ = float(tokens - config.warmup_tokens) / float(max(1, config.final_tokens - config.warmup_tokens))
         lr_mult = max(0.1, 0.5 * (1.0 + math.cos(math.pi * progress_)))
     return config.learning_rate * lr_mult
-
-
-def fitted_schedule(config, epochs, dataset):
-    """The course's schedule fitted to a run of `epochs` epochs (--schedule_epochs): the
-    same linear warmup, then the cosine ending at the run's last step, where the course's
-    max(0.1, cosine) has long reached its floor (0.1 x learning_rate; from 80 % of the
-    run on). The course's final_tokens (200 epochs of block_size tokens) would leave a run
-    shorter than 200 epochs near its peak rate when it stops. Returns a copy of config;
-    the course's own TrainerConfig is left as it is."""
-    fitted = copy.copy(config)
-    fitted.max_epochs = epochs
-    # The tokens of the whole run, as the course counts them: every position of every row.
-    fitted.final_tokens = epochs * len(dataset) * (dataset.block_size - 1)
-    return fitted
-
-
-def with_recipe(config, options, dataset):
-    """The course's TrainerConfig with a run's own recipe (--batch_size, --learning_rate,
-    --weight_decay, --schedule_epochs) in a copy; the course's own is left as it is."""
-    if all(getattr(options, key) is None for key in ('batch_size', 'learning_rate', 'weight_decay')):
-        mine = config
-    else:
-        mine = copy.copy(config)
-        for key in ('batch_size', 'learning_rate', 'weight_decay'):
-            if getattr(options, key) is not None:
-                setattr(mine, key, getattr(options, key))
-    return fitted_schedule(mine, options.schedule_epochs, dataset) if options.schedule_epochs else mine
 
 
 def peak_memory_mb(device):
@@ -265,6 +238,7 @@ class Trainer:
             'learning_rate': self.config.learning_rate, 'vocab_size': conf.vocab_size,
             'block_size': conf.block_size, 'exact': opts.exact, 'precision': opts.precision, 'seed': opts.seed,
             'schedule_epochs': opts.schedule_epochs, 'weight_decay': self.config.weight_decay,
+            'pretrain_questions': base(opts.pretrain_questions),
             'dropout': conf.attn_pdrop,
             'vocabulary': ''.join(self.train_dataset.itos[i] for i in range(len(self.train_dataset.itos))),
         }

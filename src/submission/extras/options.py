@@ -39,9 +39,10 @@ TRAINING = ('--variant', '--bottleneck_dim', '--pretrain_corpus_path', '--writin
             '--seed', '--device', '--precision', '--compile', '--exact', '--resume', '--restart',
             '--checkpoint_every', '--threads')
 # A training recipe of one's own: settings that change what the course computes, so never with --exact.
-RECIPE = ('--schedule_epochs', '--batch_size', '--learning_rate', '--weight_decay', '--dropout')
+RECIPE = ('--schedule_epochs', '--batch_size', '--learning_rate', '--weight_decay', '--dropout',
+          '--pretrain_questions')
 USES = {
-    'pretrain': TRAINING,
+    'pretrain': TRAINING + ('--pretrain_questions',),
     'finetune': TRAINING + ('--finetune_corpus_path', '--reading_params_path'),
     'evaluate': ('--variant', '--bottleneck_dim', '--pretrain_corpus_path', '--reading_params_path',
                  '--eval_corpus_path', '--outputs_path', '--device', '--exact', '--threads'),
@@ -92,6 +93,7 @@ class Options:
     learning_rate: float = None
     weight_decay: float = None
     dropout: float = None
+    pretrain_questions: str = None  # question<TAB>answer lines pretrained on beside the corpus
     max_steps: int = None
     threads: int = None     # None: torch's own choice
     resume: bool = False
@@ -365,6 +367,7 @@ def from_command_line(args):
         pretrain_corpus_path=args['--pretrain_corpus_path'], writing_params_path=args['--writing_params_path'],
         finetune_corpus_path=args['--finetune_corpus_path'], reading_params_path=args['--reading_params_path'],
         eval_corpus_path=args['--eval_corpus_path'], outputs_path=args['--outputs_path'],
+        pretrain_questions=args['--pretrain_questions'],
         exact=exact, device=device,
         # Evaluation computes in fp32 on every path.
         precision=precision_for(args['--precision'] or 'auto', device, exact) if function in TRAINS else 'fp32',
