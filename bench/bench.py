@@ -38,23 +38,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, 'src')
 sys.path.insert(0, SRC)
 from submission.extras.files import course_data_dir, log_path  # noqa: E402
+from submission.extras.options import cpu_flags, cpu_name  # noqa: E402
 
 MATMUL_PARAMS = 4 * (4 * 256 * 256 + 2 * 256 * 1024) + 256 * 256  # 4 blocks' linears, and the head
 N_LAYER, N_EMBD = 4, 256
 
 
 def cpu_header(threads):
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name') and model in ('', 'x86_64', platform.machine()):
-                    model = line.split(':', 1)[1].strip()
-                if line.startswith('flags'):
-                    flags = set(line.split(':', 1)[1].split())
-    except OSError:
-        pass
-    shown = [f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in flags] or ['none of avx2/avx512']
+    model, shown = cpu_name(), cpu_flags() or ['none of avx2/avx512']
     # What torch's kernels and MKL use may be less than the CPU has (e.g. ATEN_CPU_CAPABILITY=avx2
     # and MKL_ENABLE_INSTRUCTIONS=AVX2 emulate an AVX2-only CPU's instruction set).
     limits = ''.join(f'; {k}={os.environ[k]}' for k in ('ATEN_CPU_CAPABILITY', 'MKL_ENABLE_INSTRUCTIONS',

@@ -5,8 +5,10 @@
 
 Stages, each a run.py process on the course data (src/data, see src/data/README.md):
 pretrain, finetune, evaluate on dev, evaluate on the test inputs; with --nopretrain
-first the course's finetune without pretraining and its two evaluations. Every file goes to DIR (VARIANT.pretrain.params, ..., the course's names),
-never to src/submission, and a stage never resumes: DIR must not hold a run already.
+first the course's finetune without pretraining and its two evaluations. Every file
+goes to DIR (VARIANT.pretrain.params, ..., the course's names), never to
+src/submission, and a stage never resumes: DIR must not hold a run already
+(bench/cpu_ladder.py alone continues its pipelines: run(resume=True)).
 OPTIONS after `--` go to every stage that takes them (run.py refuses an option a
 function does not use, so evaluation gets only its own: options.USES); --pretrain
 options go to pretraining alone (e.g. --pretrain="--schedule_epochs=100").
@@ -109,15 +111,17 @@ def fail(message):
     raise SystemExit(2)
 
 
-def run(variant, out, tsv=None, label='', nopretrain=False, pretrain_options=(), common=(), python=None):
+def run(variant, out, tsv=None, label='', nopretrain=False, pretrain_options=(), common=(), python=None,
+        resume=False, finetune_options=()):
     """The whole pipeline; returns {stage: {'seconds', 'result', 'device'}}. Raises SystemExit with
-    a failed stage's exit status."""
+    a failed stage's exit status. resume: continue a pipeline in out, skipping the stages whose
+    output is there (their rows are not repeated) and resuming a training stage's checkpoint."""
     python = python or sys.executable
     data = files.course_data_dir()
     if data is None:
         fail('the course data is missing: put the five course files in src/data (see src/data/README.md)')
     out = os.path.abspath(out)
-    if os.path.isdir(out) and os.listdir(out):
+    if os.path.isdir(out) and os.listdir(out) and not resume:
         fail(f'{out} already holds a run; give a new --out folder')
     os.makedirs(out, exist_ok=True)
     results = {}
@@ -127,6 +131,13 @@ def run(variant, out, tsv=None, label='', nopretrain=False, pretrain_options=(),
         extra = [o for o in common if o.split('=')[0] in takes]
         if stage == 'pretrain':
             extra += list(pretrain_options)
+        elif stage == 'finetune_with_pretrain':
+            extra += list(finetune_options)
+        written = [a.split('=', 1)[1] for a in args if a.startswith(('--writing_params_path=', '--outputs_path='))][0]
+        if resume and os.path.exists(written):
+            continue
+        if resume and function != 'evaluate':
+            extra.append('--resume')
         print(f'== {variant} {stage}: run.py {" ".join(args + extra)}', flush=True)
         start = time.time()
         status, result, device = run_stage(args + extra, python)
@@ -135,7 +146,6 @@ def run(variant, out, tsv=None, label='', nopretrain=False, pretrain_options=(),
             print(f'== {variant} {stage} failed (exit status {status}) after {seconds:.1f} s', flush=True)
             raise SystemExit(status)
         if function != 'evaluate':
-            written = [a.split('=', 1)[1] for a in args if a.startswith('--writing_params_path=')][0]
             result = training_summary(files.log_path(written))
         row = dict(label=label, variant=variant, stage=stage, seconds=f'{seconds:.1f}', result=result,
                    device=device)

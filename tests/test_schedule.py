@@ -6,10 +6,11 @@ end of N epochs instead. Checked on the formula and through the real command lin
 (the learning rate every step logs). Data: the synthetic world."""
 import json
 import math
+import sys
 
 import pytest
 
-from conftest import assert_one_line_error, run_py
+from conftest import assert_one_line_error, lines_of, run_py
 from submission.dataset import CharCorruptionDataset
 from submission.extras.recipe import fitted_schedule
 from submission.trainer import TrainerConfig, lr_at
@@ -162,3 +163,29 @@ def test_pretrain_questions_mix_the_finetuning_questions_into_pretraining(world_
                 f'--writing_params_path={tmp_path / "f.params"}', f'--finetune_corpus_path={train}',
                 f'--pretrain_questions={train}'])
     assert_one_line_error(p, '--pretrain_questions does nothing with --function=finetune')
+
+
+def test_cpu_ladder_runs_the_recipe_at_each_budget_and_plots_it(src_copy, tmp_path):
+    """bench/cpu_ladder.py beside a scratch src/ (the world as its course data), two budgets cut to a
+    few steps: one summary row a budget, with its steps, times and dev accuracy, the test predictions
+    written, and the plot; run again, it continues instead of training anew."""
+    import shutil
+    from conftest import ROOT, run
+    bench = tmp_path / 'bench'
+    bench.mkdir()
+    for name in ('cpu_ladder.py', 'pipeline.py'):
+        shutil.copy(f'{ROOT}/bench/{name}', bench / name)
+    args = ['vanilla', '1', '2', f'--out={tmp_path / "ladder"}', '--', '--max_steps=2', '--threads=1']
+    p = run([sys.executable, str(bench / 'cpu_ladder.py'), *args], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = [line.split('\t') for line in (tmp_path / 'ladder' / 'ladder.tsv').read_text().splitlines()]
+    assert rows[0][:4] == ['variant', 'epochs', 'seed', 'pretrain_steps']
+    assert [(r[0], r[1], r[2], r[3]) for r in rows[1:]] == [('vanilla', '1', '0', '2'), ('vanilla', '2', '0', '2')]
+    for r in rows[1:]:
+        assert int(r[9]) == len(lines_of(f'{src_copy}/data', 'birth_dev.tsv')) and r[11].endswith('.test.predictions')
+    assert (tmp_path / 'ladder' / 'ladder.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    log = tmp_path / 'ladder' / 'vanilla-N1-seed0' / 'vanilla.pretrain.params.log.jsonl'
+    assert log_records(str(log))[0]['settings']['schedule_epochs'] == 1
+    before = log.read_text()
+    p = run([sys.executable, str(bench / 'cpu_ladder.py'), *args], tmp_path)
+    assert p.returncode == 0 and log.read_text() == before  # finished stages are kept, not run again

@@ -12,9 +12,9 @@
   over the target, so readers see the old file or the new one, never half of
   one. A hard exit (a second Ctrl-C) removes the temporary being written, and
   the next run removes any a crash left behind.
-* `WRITES` and `MADE_BY`: which file each ./run.sh command writes, and which
-  command makes each file. run.sh is the one home of the command table; it is
-  read from there.
+* `COMMANDS`, `WRITES` and `MADE_BY`: each ./run.sh command's run.py options,
+  which file it writes, and which command makes each file. run.sh is the one
+  home of the command table; it is read from there.
 * `course_data_dir()`: the one place that says where the course data is.
 * `UsageError`: the one kind of error a user can fix; the message names the
   problem and the fix, and the command lines print it as one `error:` line.
@@ -47,17 +47,18 @@ def course_data_dir(names=COURSE_FILES):
 
 
 def read_command_table():
-    """{./run.sh command: the file it writes}, in run.sh's order."""
+    """{./run.sh command: its run.py options}, in run.sh's order (its "$NAME" settings spelled out)."""
     with open(os.path.join(SRC, 'run.sh'), encoding='utf-8') as f:
         text = f.read()
-    table = {}
-    for command, body in re.findall(r'^([a-z_]+)\)\n(.*?);;', text, re.M | re.S):
-        for name in re.findall(r'--(?:writing_params|outputs)_path=\$S/(\S+)', body):
-            table[command] = name
-    return table
+    settings = dict(re.findall(r'^([A-Z_]+)="(.*)"$', text, re.M))
+    spelled = lambda body: re.sub(r'\$([A-Z_]+)\b', lambda m: settings.get(m.group(1), m.group(0)), body)
+    return {command: re.findall(r'--\w+(?:=\S+)?', spelled(body))
+            for command, body in re.findall(r'^([a-z_]+)\)\n(.*?);;', text, re.M | re.S)}
 
 
-WRITES = read_command_table()
+COMMANDS = read_command_table()
+WRITES = {command: option.split('/')[-1] for command, args in COMMANDS.items() for option in args
+          if option.startswith(('--writing_params_path=$S/', '--outputs_path=$S/'))}
 MADE_BY = {}  # {file name: the first ./run.sh command that writes it (the course's, before our variants)}
 for _command, _name in WRITES.items():
     MADE_BY.setdefault(_name, _command)

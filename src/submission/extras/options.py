@@ -222,13 +222,18 @@ def schedule(text, max_epochs):
     return whole_number(text, '--schedule_epochs', high=EPOCH_LIMIT)
 
 
-def cpu_has_native_bf16():
+def cpu_flags():
+    """Which of the vector instruction sets that decide this model's speed the CPU has."""
     try:
         with open('/proc/cpuinfo') as f:
-            flags = f.read()
+            flags = next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), [])
     except OSError:
-        return False
-    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+        flags = []
+    return [flag for flag in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if flag in flags]
+
+
+def cpu_has_native_bf16():
+    return bool({'avx512_bf16', 'amx_bf16'} & set(cpu_flags()))
 
 
 @functools.lru_cache(maxsize=None)

@@ -175,6 +175,42 @@ def plot_curve(summary, title, path):
     atomic_write(path, lambda f: fig.savefig(f, format='png'))
 
 
+# The course's pass marks (dev) and the median of the peers' full-schedule GPU runs.
+PASS_MARKS = {'vanilla': 10.0, 'synthesizer': 5.0, 'perceiver': 2.8, 'rope': 2.2}
+PEERS_MEDIAN = {'vanilla': 24.5, 'synthesizer': 21.6}
+
+
+def plot_budget(rows, path):
+    """Dev accuracy against the pretraining budget (rows of bench/cpu_ladder.py: variant, epochs,
+    seed, dev_percent), one line a variant through the mean of its seeds, with the pass marks."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, variant in enumerate(sorted({r['variant'] for r in rows})):
+        color = f'C{i}'
+        mine = [r for r in rows if r['variant'] == variant]
+        budgets = sorted({r['epochs'] for r in mine})
+        means = [sum(float(r['dev_percent']) for r in mine if r['epochs'] == n) /
+                 len([r for r in mine if r['epochs'] == n]) for n in budgets]
+        ax.plot(budgets, means, color=color, marker='o', label=variant)
+        ax.scatter([r['epochs'] for r in mine], [float(r['dev_percent']) for r in mine], color=color, s=12,
+                   alpha=0.5)
+        for value, style, what in ((PASS_MARKS.get(variant), ':', 'pass mark'),
+                                   (PEERS_MEDIAN.get(variant), '--', "peers' median (GPU, 650 epochs)")):
+            if value is not None:
+                ax.axhline(value, color=color, linestyle=style, linewidth=0.8, label=f'{variant} {what}')
+    ax.set_xlabel('pretraining epochs (--schedule_epochs)')
+    ax.set_ylabel('dev accuracy (%)')
+    ax.set_title('dev accuracy against the pretraining budget')
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format='png'))
+
+
 def read_predictions(path):
     """The predictions of a file, one per line; None for a file that is not UTF-8 text."""
     try:
