@@ -81,3 +81,24 @@ def test_report_without_submission_dir(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: ') and str(tmp_path / 'nope') in lines[0]
     assert not (tmp_path / 'reports').exists()
+
+
+def test_summarize_log_tells_runs_and_sessions_apart_by_run_id():
+    """A log with a finished run, then a new run (another id) stopped and resumed twice, once from
+    an older checkpoint: the latest run's steps, sessions and resumes, and its cumulative time.
+    A log from before runs had ids tells them apart by resumed_from_step."""
+    def session(run, start, steps, elapsed0, **extra):
+        records = [dict({'event': 'start', 'resumed_from_step': start}, **({'run': run} if run else {}), **extra)]
+        records += [{'step': s, 'epoch': 1, 'loss': 1.0 / s, 'lr': 1e-3, 'elapsed': elapsed0 + s} for s in steps]
+        return records
+    first = session('a', 0, range(1, 6), 0) + [{'event': 'end', 'step': 5, 'elapsed': 5.0}]
+    latest = (session('b', 0, range(1, 4), 0) + session('b', 3, range(4, 8), 0) +
+              session('b', 5, range(6, 9), 100) + [{'event': 'end', 'step': 8, 'elapsed': 108.0}])
+    summary = report.summarize_log(first + latest)
+    assert [s for s, _ in summary['curve']] == list(range(1, 9)) and summary['steps'] == 8
+    assert summary['sessions'] == 3 and summary['resumed_at'] == [4, 6]
+    assert summary['curve'][5] == (6, 1.0 / 6) and summary['elapsed'] == 108.0
+    assert summary['start']['run'] == 'b'
+    legacy = [{k: v for k, v in r.items() if k != 'run'} for r in first + latest]
+    again = report.summarize_log(legacy)
+    assert (again['steps'], again['sessions'], again['resumed_at'], again['elapsed']) == (8, 3, [4, 6], 108.0)
