@@ -52,33 +52,23 @@ def stages(variant, out, data, nopretrain):
     """(stage, run.py arguments) of the pipeline, the course's file names in out."""
     corpus = [f'--variant={variant}', f'--pretrain_corpus_path={data}/wiki.txt']
     train = f'--finetune_corpus_path={data}/birth_places_train.tsv'
-    dev, test = f'--eval_corpus_path={data}/birth_dev.tsv', f'--eval_corpus_path={data}/birth_test_inputs.tsv'
-    at = lambda name: os.path.join(out, name)
+    at = lambda name: os.path.join(out, f'{variant}.{name}')
+
+    def evaluations(kind, params, prefix):
+        return [(f'eval_{split}_{kind}', ['--function=evaluate', *corpus, f'--eval_corpus_path={data}/{inputs}',
+                                         f'--reading_params_path={at(params)}',
+                                         f'--outputs_path={at(f"{prefix}.{split}.predictions")}'])
+                for split, inputs in (('dev', 'birth_dev.tsv'), ('test', 'birth_test_inputs.tsv'))]
     todo = []
     if nopretrain:
-        todo += [
-            ('finetune_without_pretrain', ['--function=finetune', *corpus, train,
-                                           f'--writing_params_path={at(variant + ".model.params")}']),
-            ('eval_dev_without_pretrain', ['--function=evaluate', *corpus, dev,
-                                           f'--reading_params_path={at(variant + ".model.params")}',
-                                           f'--outputs_path={at(variant + ".nopretrain.dev.predictions")}']),
-            ('eval_test_without_pretrain', ['--function=evaluate', *corpus, test,
-                                            f'--reading_params_path={at(variant + ".model.params")}',
-                                            f'--outputs_path={at(variant + ".nopretrain.test.predictions")}']),
-        ]
-    todo += [
-        ('pretrain', ['--function=pretrain', *corpus, f'--writing_params_path={at(variant + ".pretrain.params")}']),
-        ('finetune_with_pretrain', ['--function=finetune', *corpus, train,
-                                    f'--reading_params_path={at(variant + ".pretrain.params")}',
-                                    f'--writing_params_path={at(variant + ".finetune.params")}']),
-        ('eval_dev_with_pretrain', ['--function=evaluate', *corpus, dev,
-                                    f'--reading_params_path={at(variant + ".finetune.params")}',
-                                    f'--outputs_path={at(variant + ".pretrain.dev.predictions")}']),
-        ('eval_test_with_pretrain', ['--function=evaluate', *corpus, test,
-                                     f'--reading_params_path={at(variant + ".finetune.params")}',
-                                     f'--outputs_path={at(variant + ".pretrain.test.predictions")}']),
-    ]
-    return todo
+        todo.append(('finetune_without_pretrain', ['--function=finetune', *corpus, train,
+                                                   f'--writing_params_path={at("model.params")}']))
+        todo += evaluations('without_pretrain', 'model.params', 'nopretrain')
+    todo.append(('pretrain', ['--function=pretrain', *corpus, f'--writing_params_path={at("pretrain.params")}']))
+    todo.append(('finetune_with_pretrain', ['--function=finetune', *corpus, train,
+                                            f'--reading_params_path={at("pretrain.params")}',
+                                            f'--writing_params_path={at("finetune.params")}']))
+    return todo + evaluations('with_pretrain', 'finetune.params', 'pretrain')
 
 
 def run_stage(args, python):

@@ -117,6 +117,16 @@ def test_packed_gradients_match(pre):
 
 
 
+def attention_inputs(B, h, T, d, with_bias):
+    """A packed row of two examples (a missing mask would let them see each other), q, k, v that
+    want gradients, a per-key bias or None, and an output gradient."""
+    torch.manual_seed(0)
+    mask = packed_mask(torch.cat([torch.arange(7), torch.arange(T - 7)]).expand(B, T))
+    q, k, v = (torch.randn(B, h, T, d, requires_grad=True) for _ in range(3))
+    bias = torch.randn(B, 1, 1, T) if with_bias else None
+    return mask, q, k, v, bias, torch.randn(B, h, T, d)
+
+
 @pytest.mark.parametrize('p', [0.1, 0.0])
 @pytest.mark.parametrize('with_bias', [False, True])
 def test_cpu_training_attention_is_the_course_formula_under_its_dropout_mask(with_bias, p):
@@ -125,12 +135,8 @@ def test_cpu_training_attention_is_the_course_formula_under_its_dropout_mask(wit
     same keep mask its output and its gradients for q, k and v are the course's formula's, on
     a packed row of two examples (a missing mask would let them see each other), with and
     without the synthesizer's per-key bias."""
-    torch.manual_seed(0)
-    B, h, T, d, scale = 3, 2, 20, 8, 0.3
-    mask = packed_mask(torch.cat([torch.arange(7), torch.arange(13)]).expand(B, T))
-    q, k, v = (torch.randn(B, h, T, d, requires_grad=True) for _ in range(3))
-    bias = torch.randn(B, 1, 1, T) if with_bias else None
-    g = torch.randn(B, h, T, d)
+    B, h, T, scale = 3, 2, 20, 0.3
+    mask, q, k, v, bias, g = attention_inputs(B, h, T, 8, with_bias)
 
     torch.manual_seed(1)
     out = attention.plain_attention(q, k, v, bias, mask, scale, p, course=False)
@@ -155,12 +161,8 @@ def test_fused_attention_with_gradients_is_the_course_formula(with_bias, monkeyp
     """The GPU's training attention (scaled_dot_product_attention, the synthesizer's bias folded
     into q and k and padded to a multiple of 8 wide), run on the CPU: without dropout its output
     and its gradients for q, k and v are the course formula's, on a packed row of two examples."""
-    torch.manual_seed(0)
-    B, h, T, d, scale = 3, 2, 20, 32, 0.3
-    mask = packed_mask(torch.cat([torch.arange(7), torch.arange(13)]).expand(B, T))
-    q, k, v = (torch.randn(B, h, T, d, requires_grad=True) for _ in range(3))
-    bias = torch.randn(B, 1, 1, T) if with_bias else None
-    g = torch.randn(B, h, T, d)
+    scale = 0.3
+    mask, q, k, v, bias, g = attention_inputs(3, 2, 20, 32, with_bias)
     widths = []
     sdpa = F.scaled_dot_product_attention
     monkeypatch.setattr(F, 'scaled_dot_product_attention', lambda q, k, *a, **kw: widths.append(
