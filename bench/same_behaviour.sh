@@ -50,15 +50,15 @@ vanilla_eval_dev_with_pretrain --exact
 synthesizer_pretrain --max_steps=4 --exact
 synthesizer_finetune_with_pretrain --max_steps=3 --exact
 synthesizer_eval_dev_with_pretrain --exact
--- the fast path from here on
-vanilla_finetune_without_pretrain --max_epochs=60
+-- the fast path from here on (fp32: --precision=auto decides by timing, which a busy machine can sway)
+vanilla_finetune_without_pretrain --max_epochs=60 --precision=fp32
 vanilla_eval_dev_without_pretrain --exact
 vanilla_eval_test_without_pretrain
-vanilla_pretrain --max_steps=20
-vanilla_finetune_with_pretrain --max_epochs=20
+vanilla_pretrain --max_steps=20 --precision=fp32
+vanilla_finetune_with_pretrain --max_epochs=20 --precision=fp32
 vanilla_eval_dev_with_pretrain
-synthesizer_pretrain --max_steps=20
-synthesizer_finetune_with_pretrain --max_epochs=20
+synthesizer_pretrain --max_steps=20 --precision=fp32
+synthesizer_finetune_with_pretrain --max_epochs=20 --precision=fp32
 synthesizer_eval_dev_with_pretrain --exact
 synthesizer_eval_test_with_pretrain
 STEPS

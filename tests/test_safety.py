@@ -301,3 +301,20 @@ def test_the_restricted_unpickler_loads_params_and_checkpoints_and_refuses_code(
     with pytest.raises(Exception, match='is not a tensor, a storage or a plain container'):
         compat.safe_load(tmp_path / 'evil.params')
     assert not (tmp_path / 'ran').exists()
+
+
+def test_auto_precision_on_resume_keeps_the_runs_own(src_copy):
+    """--precision=auto decides by what is fastest here; a resumed run keeps what its run began with
+    (here bf16, asked for), where deciding again could refuse the checkpoint for its precision."""
+    params = 'submission/vanilla.pretrain.params'
+    proc = subprocess.Popen([sys.executable, 'run.py', *pretrain(params), '--threads=1', '--precision=bf16',
+                             '--max_steps=500'], cwd=src_copy, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = src_copy / (params + '.log.jsonl')
+    while not (log.exists() and '"step": 2,' in log.read_text()):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    p = run_py(pretrain(params) + ['--threads=1', '--max_steps=4', '--resume'], cwd=src_copy)
+    assert p.returncode == 0, p.stderr
+    assert ', bf16, torch ' in p.stdout.splitlines()[0] and 'resuming from' in p.stdout

@@ -110,6 +110,14 @@ def load_checkpoint(path):
     return ckpt
 
 
+def setting_of(path, key):
+    """A setting of the run a checkpoint on disk holds; None without one (the restore reports damage)."""
+    try:
+        return load_checkpoint(path)['settings'].get(key) if os.path.exists(path) else None
+    except (UsageError, KeyError, AttributeError):
+        return None
+
+
 def step_of(path):
     """The step a checkpoint on disk is at; None when there is none (or it cannot be read)."""
     try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import compat, distributed
+from . import checkpoint, compat, distributed, files
 from .files import UsageError
 
 FUNCTIONS = ('pretrain', 'finetune', 'evaluate', 'report', 'london_baseline')
@@ -245,13 +245,14 @@ def bf16_pays_on_this_cpu():
     rather than trust the flags."""
     import time
     # ~7,700 packed tokens by the 256-wide embedding into the 1,024-wide MLP.
-    a32, b32 = torch.randn(7680, 256), torch.randn(256, 1024)
-    best = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        a, b = a32.to(dtype), b32.to(dtype)
+    pairs = {dtype: (torch.randn(7680, 256).to(dtype), torch.randn(256, 1024).to(dtype))
+             for dtype in (torch.float32, torch.bfloat16)}
+    best = dict.fromkeys(pairs, float('inf'))
+    for a, b in pairs.values():
         a @ b  # the first call sets up the kernel
-        best[dtype] = float('inf')
-        for _ in range(3):
+    # Interleaved, best of five each: another process's load slows both alike, not one.
+    for _ in range(5):
+        for dtype, (a, b) in pairs.items():
             start = time.perf_counter()
             a @ b
             best[dtype] = min(best[dtype], time.perf_counter() - start)
@@ -360,6 +361,10 @@ def from_command_line(args):
         raise UsageError(f'unknown --variant={variant}; use {", ".join(VARIANTS[:-1])} or {VARIANTS[-1]}')
     bottleneck = bottleneck_dim(args['--bottleneck_dim'], variant)
     exact = bool(args['--exact'])
+    asked = args['--precision'] or 'auto'
+    if asked == 'auto' and args['--resume'] and function in TRAINS and args['--writing_params_path']:
+        # A resumed run keeps the precision auto chose when it began (the checkpoint's setting).
+        asked = checkpoint.setting_of(files.checkpoint_path(args['--writing_params_path']), 'precision') or asked
     if args['--compile'] and not hasattr(torch, 'compile'):
         raise UsageError(f'--compile needs torch 2.0 or newer, this is torch {torch.__version__}; drop --compile')
     check_recipe(args, exact)
@@ -375,7 +380,7 @@ def from_command_line(args):
         pretrain_questions=args['--pretrain_questions'],
         exact=exact, device=device,
         # Evaluation computes in fp32 on every path.
-        precision=precision_for(args['--precision'] or 'auto', device, exact) if function in TRAINS else 'fp32',
+        precision=precision_for(asked, device, exact) if function in TRAINS else 'fp32',
         compile=bool(args['--compile']),
         seed=number('--seed', low=0, high=SEED_LIMIT - 1) or 0,
         max_epochs=number('--max_epochs'), schedule_epochs=schedule_epochs, max_steps=number('--max_steps'),
