@@ -15,8 +15,8 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from conftest import assert_one_line_error, lines_of, read, run, run_py
-from submission import (GPT, CharCorruptionDataset, GPTConfig, NameDataset, apply_rotary_emb, batching, demo,
-                        evaluate, precompute_rotary_emb, report)
+from submission import GPT, CharCorruptionDataset, GPTConfig, NameDataset, apply_rotary_emb, precompute_rotary_emb
+from submission.extras import batching, demo, evaluate, report
 from test_spec import CourseAttention, CourseBlock
 
 N_LAYER, N_HEAD, N_EMBD = 4, 8, 256
