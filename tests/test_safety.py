@@ -223,11 +223,20 @@ def test_outputs_that_cannot_be_written_are_found_before_work(src_copy, params, 
     assert not (src_copy / 'x.predictions').exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason='root writes into any folder, whatever its permissions')
-def test_output_folder_without_write_permission(src_copy, params):
-    (src_copy / 'ro').mkdir()
-    os.chmod(src_copy / 'ro', 0o555)
-    refused(src_copy, evaluate(params['vanilla'], 'ro/out.txt'), 'ro/out.txt', 'no file can be written')
+def test_an_output_folder_that_refuses_new_files(src_copy, params):
+    """A folder without write permission; for root, who writes anywhere whatever the permissions,
+    an immutable one (chattr +i)."""
+    folder = src_copy / 'ro'
+    folder.mkdir()
+    if os.geteuid() != 0:
+        os.chmod(folder, 0o555)
+    elif subprocess.run(['chattr', '+i', str(folder)], capture_output=True).returncode != 0:
+        pytest.skip('root here cannot make a folder immutable (chattr +i), and writes into any other')
+    try:
+        refused(src_copy, evaluate(params['vanilla'], 'ro/out.txt'), 'ro/out.txt', 'no file can be written')
+    finally:
+        subprocess.run(['chattr', '-i', str(folder)], capture_output=True)
+        os.chmod(folder, 0o755)
 
 
 # ---------------------------------------------------------------- the other entry points
