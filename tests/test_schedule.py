@@ -189,3 +189,26 @@ def test_cpu_ladder_runs_the_recipe_at_each_budget_and_plots_it(src_copy, tmp_pa
     before = log.read_text()
     p = run([sys.executable, str(bench / 'cpu_ladder.py'), *args], tmp_path)
     assert p.returncode == 0 and log.read_text() == before  # finished stages are kept, not run again
+
+
+def test_the_cpu_recipe_commands_train_the_recipe_and_take_an_option_given_after_them(src_copy):
+    """./run.sh VARIANT_pretrain_cpu writes the course's params file with run.sh's recipe; a recipe
+    option given after the command replaces the recipe's own instead of being refused as given twice."""
+    from conftest import run
+    recipe = dict(option[2:].split('=') for option in
+                  open(src_copy / 'run.sh', encoding='utf-8').read().split('CPU_RECIPE="')[1].split('"')[0].split())
+    sub = src_copy / 'submission'
+    p = run(['./run.sh', 'synthesizer_pretrain_cpu', '--max_steps=1', '--threads=1'], src_copy)
+    assert p.returncode == 0, p.stderr
+    settings = log_records(sub / 'synthesizer.pretrain.params.log.jsonl')[0]['settings']
+    assert {key: settings[key] for key in recipe} == {key: float(v) if '.' in v or 'e' in v else int(v)
+                                                      for key, v in recipe.items()}
+    assert settings['variant'] == 'synthesizer' and (sub / 'synthesizer.pretrain.params').exists()
+    p = run(['./run.sh', 'vanilla_pretrain_cpu', '--schedule_epochs=1', '--learning_rate=1e-3', '--max_steps=1',
+             '--threads=1'], src_copy)
+    assert p.returncode == 0, p.stderr
+    settings = log_records(sub / 'vanilla.pretrain.params.log.jsonl')[0]['settings']
+    assert (settings['schedule_epochs'], settings['learning_rate'], settings['batch_size']) == \
+        (1, 1e-3, int(recipe['batch_size']))
+    p = run(['./run.sh', 'vanilla_pretrain_cpu', '--max_steps=1', '--max_steps=2'], src_copy)
+    assert_one_line_error(p, '--max_steps is given twice')
