@@ -202,6 +202,10 @@ def plot_budget(rows, path):
                                    (PEERS_MEDIAN.get(variant), '--', "peers' median (GPU, 650 epochs)")):
             if value is not None:
                 ax.axhline(value, color=color, linestyle=style, linewidth=0.8, label=f'{variant} {what}')
+    # From zero on both axes, so that one budget or a few close ones read as how far they are.
+    ax.set_xlim(0, 1.15 * max(r['epochs'] for r in rows))
+    ax.set_ylim(0, max([float(r['dev_percent']) for r in rows] + list(PASS_MARKS.values())
+                       + list(PEERS_MEDIAN.values())) * 1.1)
     ax.set_xlabel('pretraining epochs (--schedule_epochs)')
     ax.set_ylabel('dev accuracy (%)')
     ax.set_title('dev accuracy against the pretraining budget')
