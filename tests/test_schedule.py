@@ -195,8 +195,9 @@ def test_the_cpu_recipe_commands_train_the_recipe_and_take_an_option_given_after
     """./run.sh VARIANT_pretrain_cpu writes the course's params file with run.sh's recipe; a recipe
     option given after the command replaces the recipe's own instead of being refused as given twice."""
     from conftest import run
-    recipe = dict(option[2:].split('=') for option in
-                  open(src_copy / 'run.sh', encoding='utf-8').read().split('CPU_RECIPE="')[1].split('"')[0].split())
+    from submission.extras import files, options
+    recipe = dict(option[2:].split('=') for option in files.COMMANDS['synthesizer_pretrain_cpu']
+                  if option.split('=')[0] in options.RECIPE)
     sub = src_copy / 'submission'
     p = run(['./run.sh', 'synthesizer_pretrain_cpu', '--max_steps=1', '--threads=1'], src_copy)
     assert p.returncode == 0, p.stderr
