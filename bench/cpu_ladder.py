@@ -8,7 +8,8 @@ For each budget N and seed, bench/pipeline.py runs the course's pipeline in a fo
 own, DIR/VARIANT-N<N>-seed<S>/ (default DIR: runs/cpu_ladder), pretraining with the recipe
 (default: the recipe options of run.sh's VARIANT_pretrain_cpu) and --schedule_epochs=N, then
 the course's finetune (with --finetune options, if any) and both evaluations. Run again, it continues: finished
-stages are kept, an interrupted training resumes from its checkpoint. OPTIONS after `--` go to
+stages are kept, an interrupted training resumes from its checkpoint (and its row counts the
+seconds and steps of every session of it). OPTIONS after `--` go to
 every stage that takes them (e.g. --threads=2).
 
 Every budget's row (variant, N, seed, pretraining steps, each stage's wall time, dev accuracy,

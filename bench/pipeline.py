@@ -8,7 +8,8 @@ pretrain, finetune, evaluate on dev, evaluate on the test inputs; with --nopretr
 first the course's finetune without pretraining and its two evaluations. Every file
 goes to DIR (VARIANT.pretrain.params, ..., the course's names), never to
 src/submission, and a stage never resumes: DIR must not hold a run already
-(bench/cpu_ladder.py alone continues its pipelines: run(resume=True)).
+(bench/cpu_ladder.py alone continues its pipelines: run(resume=True); a training it
+resumes is timed whole, the seconds its checkpoint had trained added to this process's).
 OPTIONS after `--` go to every stage that takes them (run.py refuses an option a
 function does not use, so evaluation gets only its own: options.USES); --pretrain
 options go to pretraining alone (e.g. --pretrain="--schedule_epochs=100").
@@ -30,22 +31,24 @@ import time
 BENCH = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(BENCH), 'src')
 sys.path.insert(0, SRC)
-from submission.extras import files, options  # noqa: E402
+from submission.extras import files, options, report  # noqa: E402
 
 COLUMNS = ['label', 'variant', 'stage', 'seconds', 'result', 'device']
 
 
 def training_summary(log):
-    """The latest run in a metrics log, in one line: steps, time a step, tokens/s, peak memory."""
+    """The latest run in a metrics log, across its sessions: one line (steps, time a step, tokens/s,
+    peak memory), and the seconds its earlier sessions trained (0 unless it resumed)."""
     with open(log, encoding='utf-8') as f:
         records = [json.loads(line) for line in f if line.strip()]
-    start = max(i for i, r in enumerate(records) if r.get('event') == 'start')
-    steps = [r for r in records[start:] if 'event' not in r]
-    end = next((r for r in records[start:] if r.get('event') == 'end'), {})
-    mean = end.get('elapsed', 0) / max(1, len(steps))
-    rate = statistics.median(r['tokens_per_s'] for r in steps) if steps else 0
-    return (f'{len(steps)} step{"" if len(steps) == 1 else "s"}, {1000 * mean:.1f} ms a step on average, '
-            f'{rate:,.0f} course tokens/s, peak {end.get("peak_mb")} MB')
+    run = report.summarize_log(records)
+    latest = max(i for i, r in enumerate(records) if r.get('event') == 'start')
+    rate = statistics.median(r['tokens_per_s'] for r in records[latest:] if report.is_step(r)) \
+        if run['steps'] else 0
+    end = next((r for r in records[latest:] if r.get('event') == 'end'), {})
+    mean = (run['elapsed'] or 0) / max(1, run['steps'])
+    return (f'{run["steps"]} step{"" if run["steps"] == 1 else "s"}, {1000 * mean:.1f} ms a step on average, '
+            f'{rate:,.0f} course tokens/s, peak {end.get("peak_mb")} MB'), records[latest].get('elapsed_before', 0)
 
 
 def stages(variant, out, data, nopretrain):
@@ -136,7 +139,9 @@ def run(variant, out, tsv=None, label='', nopretrain=False, pretrain_options=(),
             print(f'== {variant} {stage} failed (exit status {status}) after {seconds:.1f} s', flush=True)
             raise SystemExit(status)
         if function != 'evaluate':
-            result = training_summary(files.log_path(written))
+            # A resumed training's stage is the whole run: this process and its earlier sessions.
+            result, earlier = training_summary(files.log_path(written))
+            seconds += earlier
         row = dict(label=label, variant=variant, stage=stage, seconds=f'{seconds:.1f}', result=result,
                    device=device)
         append_row(tsv, row)

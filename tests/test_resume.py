@@ -55,6 +55,13 @@ def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(tmp_path, world_dat
     records = [json.loads(l) for l in open(str(out) + '.log.jsonl')]
     starts = [r for r in records if r.get('event') == 'start']
     assert len(starts) == 2 and starts[1]['resumed_from_step'] == ckpt['step']
+    assert starts[0]['elapsed_before'] == 0 and starts[1]['elapsed_before'] == round(ckpt['elapsed'], 1) > 0
+    # bench/pipeline.py (the CPU ladder's rows) sums up the run whole, not its last session.
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'bench'))
+    import pipeline
+    line, earlier = pipeline.training_summary(str(out) + '.log.jsonl')
+    assert line.startswith(f'{2 * STEPS_PER_EPOCH} steps, ') and earlier == starts[1]['elapsed_before']
+    assert pipeline.training_summary(str(ref) + '.log.jsonl')[1] == 0
     assert [r['step'] for r in records if 'event' not in r] == list(range(1, 2 * STEPS_PER_EPOCH + 1))
     # Not on a terminal: plain progress lines, no carriage-return bar.
     last = 2 * STEPS_PER_EPOCH

@@ -281,7 +281,8 @@ class Trainer:
     def start_record(self, settings):
         """The metrics log's first record of this session: which run, from which step, how."""
         return {'event': 'start', 'run': self.state.run, 'settings': settings, 'seed': self.options.seed,
-                'resumed_from_step': self.state.step, 'world_size': distributed.world_size(),
+                'resumed_from_step': self.state.step, 'elapsed_before': round(self.state.elapsed_before, 1),
+                'world_size': distributed.world_size(),
                 'device': str(self.device), 'precision': self.options.precision}
 
     def open_log(self, path, settings):
