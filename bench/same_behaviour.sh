@@ -50,7 +50,7 @@ vanilla_eval_dev_with_pretrain --exact
 synthesizer_pretrain --max_steps=4 --exact
 synthesizer_finetune_with_pretrain --max_steps=3 --exact
 synthesizer_eval_dev_with_pretrain --exact
--- the fast path from here on (fp32: --precision=auto decides by timing, which a busy machine can sway)
+-- the fast path from here on (fp32, named: the default's precision, written out)
 vanilla_finetune_without_pretrain --max_epochs=60 --precision=fp32
 vanilla_eval_dev_without_pretrain --exact
 vanilla_eval_test_without_pretrain

@@ -32,7 +32,7 @@ Our options:
     --max_steps=N                   stop after N optimizer steps
     --seed=N                        seed for every source of randomness (default 0)
     --device=DEVICE                 cpu, cuda, cuda:N or mps (default: the first available of cuda, mps, cpu)
-    --precision=P                   auto, fp32, bf16 or fp16 (default auto: bf16 where the hardware has it)
+    --precision=P                   auto, fp32, bf16 or fp16 (default auto: fp32, the course's precision)
     --threads=N                     CPU threads for torch (default: torch's own choice)
     --compile                       torch.compile the model
     --exact                         the plain course computation: fp32, per-item dataset,

@@ -313,8 +313,8 @@ def test_the_restricted_unpickler_loads_params_and_checkpoints_and_refuses_code(
 
 
 def test_auto_precision_on_resume_keeps_the_runs_own(src_copy):
-    """--precision=auto decides by what is fastest here; a resumed run keeps what its run began with
-    (here bf16, asked for), where deciding again could refuse the checkpoint for its precision."""
+    """A resumed run keeps the precision its run began with (here bf16, asked for), where auto
+    (fp32) would refuse the checkpoint for its precision."""
     params = 'submission/vanilla.pretrain.params'
     proc = subprocess.Popen([sys.executable, 'run.py', *pretrain(params), '--threads=1', '--precision=bf16',
                              '--max_steps=500'], cwd=src_copy, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -7,10 +7,9 @@ the precision are decided here, once for the whole run: the trainer and the
 evaluation read them and never decide again.
 
 Options() defaults as the command line does (the fast path, on this
-machine's default device, at the precision auto decides); Options.course() is
+machine's default device, in fp32); Options.course() is
 the course's computation, which a Trainer given no Options runs.
 """
-import functools
 import math
 import os
 import re
@@ -80,10 +79,10 @@ class Options:
     outputs_path: str = None
     bottleneck_dim: int = None  # perceiver only (default BOTTLENECK_DIM)
     # Ours, defaulting as the command line does: the fast path on this machine's default
-    # device, at the precision auto decides for it (Options.course(): the course's computation).
+    # device, in fp32 (Options.course(): the course's computation).
     exact: bool = False
     device: str = field(default_factory=default_device)
-    precision: str = None  # None: decided as --precision=auto decides (precision_for)
+    precision: str = 'fp32'  # bf16 and fp16 only when asked for (precision_for)
     compile: bool = False
     seed: int = 0
     max_epochs: int = None  # None: the course's number for the run
@@ -103,10 +102,6 @@ class Options:
     submission_dir: str = 'submission'
     data_dir: str = 'data'
     report_dir: str = 'reports'
-
-    def __post_init__(self):
-        if self.precision is None:
-            object.__setattr__(self, 'precision', precision_for('auto', self.device, self.exact))
 
     @classmethod
     def course(cls, **kw):
@@ -236,43 +231,13 @@ def cpu_has_native_bf16():
     return bool({'avx512_bf16', 'amx_bf16'} & set(cpu_flags()))
 
 
-@functools.lru_cache(maxsize=None)
-def bf16_pays_on_this_cpu():
-    """Whether a bf16 matmul of the pretraining step's shape runs at least 1.2x faster than fp32 here.
-
-    Native bf16 instructions are not enough: on some AVX512-BF16 CPUs bf16 steps are
-    faster than fp32 ones, on others slower (docs/PERFORMANCE.md), so auto times both
-    rather than trust the flags."""
-    import time
-    # ~7,700 packed tokens by the 256-wide embedding into the 1,024-wide MLP.
-    pairs = {dtype: (torch.randn(7680, 256).to(dtype), torch.randn(256, 1024).to(dtype))
-             for dtype in (torch.float32, torch.bfloat16)}
-    best = dict.fromkeys(pairs, float('inf'))
-    for a, b in pairs.values():
-        a @ b  # the first call sets up the kernel
-    # Interleaved, best of five each: another process's load slows both alike, not one.
-    for _ in range(5):
-        for dtype, (a, b) in pairs.items():
-            start = time.perf_counter()
-            a @ b
-            best[dtype] = min(best[dtype], time.perf_counter() - start)
-    return best[torch.bfloat16] * 1.2 <= best[torch.float32]
-
-
-def gpu_precision(device):
-    """auto on a GPU: bf16 from compute capability 8.0 (Ampere), where it is native; fp16 (with
-    the gradient scaler) on 7.x (Volta, Turing), whose tensor cores take fp16 but emulate bf16
-    slowly; fp32 before that."""
-    major, _ = torch.cuda.get_device_capability(device)
-    return 'bf16' if major >= 8 else 'fp16' if major >= 7 else 'fp32'
-
-
 def precision_for(text, device, exact):
-    """fp32, bf16 or fp16; auto is the fastest this hardware computes natively.
+    """fp32, bf16 or fp16; auto is fp32, the course's precision, on every device.
 
-    On a GPU see gpu_precision. On a CPU, bf16 where it has native bf16
-    instructions (AVX512-BF16 or AMX) and they pay (bf16_pays_on_this_cpu),
-    else fp32. The exact course computation is fp32.
+    bf16 and fp16 are faster on some hardware but are given only when asked for by name:
+    at the course's settings vanilla's pretraining diverged in bf16 on a GPU where fp32
+    learnt (docs/RESULTS.md), and on this model's small matmuls an H200 ran fp32 (TF32)
+    steps no slower than bf16 ones. The exact course computation is fp32.
     """
     if text not in PRECISIONS:
         raise UsageError(f'unknown --precision={text}; use {", ".join(PRECISIONS)}')
@@ -283,16 +248,13 @@ def precision_for(text, device, exact):
     if text == 'fp16' and device == 'cpu' and not compat.HAS_CPU_FP16:
         raise UsageError(f'--precision=fp16 on the CPU needs torch 2.3 or newer, this is torch {torch.__version__}; '
                          f'use --precision=fp32 or bf16')
-    if text == 'bf16' and device == 'cpu' and not cpu_has_native_bf16():
-        warn('--precision=bf16: this CPU has no native bf16 instructions (AVX512-BF16 or AMX), so bf16 '
-             'is emulated, many times slower than fp32; use --precision=fp32')
-    if text != 'auto':
-        return text
-    if device.startswith('cuda'):
-        return gpu_precision(device)
-    if device == 'cpu' and cpu_has_native_bf16() and bf16_pays_on_this_cpu():
-        return 'bf16'
-    return 'fp32'
+    if text in ('bf16', 'fp16'):
+        emulated = text == 'bf16' and device == 'cpu' and not cpu_has_native_bf16()
+        warn(f'--precision={text} is not the course\'s fp32, and reduced precision can break training: '
+             f'vanilla\'s pretraining at the course\'s settings diverged in bf16 on a GPU (docs/RESULTS.md)'
+             + ('; this CPU has no native bf16 instructions (AVX512-BF16 or AMX), so bf16 is also emulated, '
+                'many times slower' if emulated else '') + '; use --precision=fp32 for the course\'s results')
+    return 'fp32' if text == 'auto' else text
 
 
 def apply_to_torch(o):
