@@ -325,7 +325,7 @@ def from_command_line(args):
     exact = bool(args['--exact'])
     asked = args['--precision'] or 'auto'
     if asked == 'auto' and args['--resume'] and function in TRAINS and args['--writing_params_path']:
-        # A resumed run keeps the precision auto chose when it began (the checkpoint's setting).
+        # A resumed run keeps the precision it began with (a bf16 run stays bf16; the checkpoint's setting).
         asked = checkpoint.setting_of(files.checkpoint_path(args['--writing_params_path']), 'precision') or asked
     if args['--compile'] and not hasattr(torch, 'compile'):
         raise UsageError(f'--compile needs torch 2.0 or newer, this is torch {torch.__version__}; drop --compile')
