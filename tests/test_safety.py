@@ -8,6 +8,7 @@ Data: the synthetic world. Helpers from test_bad_inputs.py.
 """
 import errno
 import json
+import math
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, SRC, assert_one_line_error, run, run_py
+from conftest import ROOT, SRC, assert_one_line_error, read, run, run_py
 from test_bad_inputs import DEV, TRAIN, WIKI, evaluate, finetune, pretrain, refused, snapshot
 
 SMALL = ['--threads=1', '--precision=fp32']
@@ -107,6 +108,51 @@ def test_a_full_disk_at_the_end_keeps_the_trained_model(src_copy, tmp_path):
     b = torch.load(src_copy / 'submission' / 'b.params', weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in b)
     assert not (src_copy / 'submission' / 'a.params.ckpt').exists()
+
+
+def test_a_run_whose_weights_turn_nan_stops_in_one_line_and_keeps_them_nowhere(world_data, tmp_path):
+    """A loss that is not finite can be a step fp16's scaler skips; weights that are not finite are a
+    diverged run (a bf16 perceiver on a GPU ended so): it stops at once, and neither the params file
+    nor the checkpoint (written every step here) takes the NaN weights."""
+    from submission import CharCorruptionDataset, GPT, GPTConfig, Trainer, TrainerConfig, helper
+    from submission.extras import checkpoint, files
+    from submission.extras.files import UsageError
+    from submission.extras.options import Options
+    ds = CharCorruptionDataset(read(world_data, 'wiki.txt'), 64)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(ds.vocab_size, 64, n_layer=1, n_head=2, n_embd=16, exact=False))
+    calls = []
+
+    def poison(module, inputs, output):  # the third step's logits, as an overflow would leave them
+        calls.append(1)
+        return output * float('nan') if len(calls) == 3 else output
+    model.head.register_forward_hook(poison)
+    params = str(tmp_path / 'p.params')
+    trainer = Trainer(model, ds, None, TrainerConfig(max_epochs=1, batch_size=16, learning_rate=1e-3),
+                      Options(exact=False, device='cpu', precision='fp32', max_steps=6, checkpoint_every=0,
+                              progress=False))
+    with pytest.raises(UsageError, match=r'^training diverged at step 3: the loss and \S+ are no longer finite') as e:
+        helper.train(model, params, trainer)
+    assert f'{params} was not written' in str(e.value) and '--precision=fp32' in str(e.value)
+    assert '\n' not in str(e.value)
+    assert not os.path.exists(params)
+    assert checkpoint.step_of(files.checkpoint_path(params)) == 2
+    kept = checkpoint.load_checkpoint(files.checkpoint_path(params))['model']
+    assert all(torch.isfinite(v).all() for v in kept.values() if v.is_floating_point())
+
+
+def test_a_loss_that_is_not_finite_with_finite_weights_goes_on(world_data):
+    """The fp16 case: an inf loss whose step is skipped leaves the weights as they were; training goes on."""
+    from submission import CharCorruptionDataset, GPT, GPTConfig, Trainer, TrainerConfig
+    from submission.extras.options import Options
+    ds = CharCorruptionDataset(read(world_data, 'wiki.txt'), 64)
+    model = GPT(GPTConfig(ds.vocab_size, 64, n_layer=1, n_head=2, n_embd=16, exact=False))
+    trainer = Trainer(model, ds, None, TrainerConfig(max_epochs=1, batch_size=16, learning_rate=1e-3),
+                      Options(exact=False, device='cpu', precision='fp32', max_steps=4, progress=False))
+    real = trainer.optimize
+    trainer.optimize = lambda *a: real(*a) * float('inf') if trainer.state.step == 1 else real(*a)
+    trainer.train()
+    assert trainer.state.step == 4 and math.isfinite(trainer.final_loss)
 
 
 # ---------------------------------------------------------------- a model read with the wrong vocabulary

@@ -189,10 +189,14 @@ class Trainer:
                 state.advance(batch, self.steps_per_epoch, tokens)
                 lr = lr_at(state.tokens, config)
                 self.set_lr(lr)
-                log.step(state.step, batch.step.epoch + 1, loss, lr, tokens)
+                flushed = log.step(state.step, batch.step.epoch + 1, loss, lr, tokens)
                 stopping, due = stop.agreed(saver.due())
                 if stopping or due:
                     log.flush()
+                    flushed = True
+                if flushed and not math.isfinite(log.final_loss):
+                    self.stop_if_diverged(state.step, params_path)
+                if stopping or due:
                     saver.save(state)
                 if stopping:
                     raise Interrupted(stop.message(saver.path), stop.code)
@@ -203,6 +207,16 @@ class Trainer:
             stop.uninstall()
             self.final_loss = log.close(peak_memory_mb(self.device))
             self.elapsed = state.elapsed()
+
+    def stop_if_diverged(self, step, params_path):
+        """A loss that is not finite is a step that fp16's gradient scaler skips; weights that are not
+        finite are a run that diverged, stopped here before its params or checkpoint take them."""
+        bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            written = f'{params_path} was not written' if params_path else 'no params were written'
+            raise UsageError(f'training diverged at step {step}: the loss and {bad[0]} are no longer finite '
+                             f'(NaN or inf); {written}; train again with --restart and --precision=fp32 '
+                             f'or a lower --learning_rate')
 
     def set_up(self):
         """The model on its device, the model the steps call (wrapped for DDP, compiled if asked),

@@ -134,9 +134,12 @@ class RunLog:
         self.show.say(text)
 
     def step(self, step, epoch, loss, lr, tokens):
+        """Whether the step's loss has been written (final_loss is then the step's)."""
         self.pending.append({'step': step, 'epoch': epoch, 'loss': loss, 'lr': lr, 'tokens': tokens})
-        if time.time() - self.since >= self.every:
-            self.flush()
+        if time.time() - self.since < self.every:
+            return False
+        self.flush()
+        return True
 
     def flush(self):
         now = time.time()
