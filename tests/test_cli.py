@@ -142,6 +142,14 @@ def test_params_of_other_variant_or_vocabulary_or_not_a_checkpoint(src_copy, par
     pickled = tmp_path / 'pickle.params'
     torch.save([1, 2, 3], pickled)
     bad(src_copy, eval_args(pickled, out), 'not a params file')
+    state = torch.load(params['vanilla'])
+    name = next(iter(state))
+    diverged = tmp_path / 'diverged.params'
+    torch.save({**state, name: state[name] * float('nan')}, diverged)
+    bad(src_copy, eval_args(diverged, out), 'not finite', name, 'retrain')
+    counts = tmp_path / 'counts.params'
+    torch.save({k: v.long() for k, v in state.items()}, counts)
+    bad(src_copy, eval_args(counts, out), 'torch.int64', 'not a model')
     assert out.read_text() == 'keep me\n'  # nothing already written was touched
 
 

@@ -211,10 +211,10 @@ class Trainer:
     def stop_if_diverged(self, step, params_path):
         """A loss that is not finite is a step that fp16's gradient scaler skips; weights that are not
         finite are a run that diverged, stopped here before its params or checkpoint take them."""
-        bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        bad = checkpoint.first_not_finite(self.model.named_parameters())
         if bad:
             written = f'{params_path} was not written' if params_path else 'no params were written'
-            raise UsageError(f'training diverged at step {step}: the loss and {bad[0]} are no longer finite '
+            raise UsageError(f'training diverged at step {step}: the loss and {bad} are no longer finite '
                              f'(NaN or inf); {written}; train again with --restart and --precision=fp32 '
                              f'or a lower --learning_rate')
 

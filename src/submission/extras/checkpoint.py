@@ -195,11 +195,17 @@ def load_params(path):
     if whole:
         raise UsageError(f'{path} holds {state[whole[0]].dtype} numbers (in {whole[0]}), not a model\'s '
                          f'floating-point weights; point to a .params file written by training')
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = first_not_finite(state.items())
     if bad:
-        raise UsageError(f'{path} holds values that are not finite (NaN or inf, in {bad[0]}): '
+        raise UsageError(f'{path} holds values that are not finite (NaN or inf, in {bad}): '
                          f'its training diverged; retrain it, e.g. with a lower learning rate')
     return state
+
+
+def first_not_finite(named_tensors):
+    """The name of the first floating-point tensor holding NaN or inf, or None: a diverged run."""
+    return next((name for name, t in named_tensors
+                 if t.is_floating_point() and not torch.isfinite(t).all()), None)
 
 
 def load_into(model, path, itos=None):
