@@ -256,3 +256,61 @@ def test_gpu_full_sh_fails_with_a_failed_step_and_refuses_without_a_gpu(src_copy
     assert 'line 2 has more than one tab' in p.stderr
     rows = (out / 'gpu_full.tsv').read_text().splitlines()
     assert [r.split('\t')[2] for r in rows[1:]] == ['finetune_without_pretrain', 'eval_dev_without_pretrain']
+
+
+# ---------------------------------------------------------------- bench/recall.py, the probe of pretraining
+
+def recall_module():
+    sys.path.insert(0, os.path.join(ROOT, 'bench'))
+    import recall
+    return recall
+
+
+def test_recall_masks_the_birthplace_after_the_name_and_reads_the_fill_until_pad():
+    recall = recall_module()
+    mask, pad = recall.MASK_CHAR, recall.PAD_CHAR
+    doc = 'Lima Cruz. Lima Cruz was born in Lima, Peru, and sang.'
+    assert recall.masked_prompt(doc, 'Lima Cruz', 'Lima', 112) == \
+        f'Lima Cruz. Lima Cruz was born in {mask}, Peru, and sang.{mask}'
+    assert recall.masked_prompt(doc, 'Lima Cruz', 'Lima', 36) is None  # ends past what pretraining shows
+    assert recall.masked_prompt(doc, 'Ann Lee', 'Lima', 112) is None
+    itos = [pad, mask, ' ', 'L', 'i', 'm', 'a', ',']
+    stoi = {c: i for i, c in enumerate(itos)}
+
+    class Scripted(torch.nn.Module):
+        """Writes ' Lima' then PAD, whatever it is shown."""
+        def get_block_size(self):
+            return 8
+
+        def forward(self, x):
+            written = x.shape[1] - self.start
+            logits = torch.zeros(1, x.shape[1], len(itos))
+            logits[0, -1, stoi[(' Lima' + pad)[written]]] = 1
+            return logits, None
+
+    model = Scripted()
+    model.start = 3
+    assert recall.fill_in(model, 'Li' + mask, stoi, itos, 'cpu', most=20) == ' Lima'
+    model.start = 3
+    assert recall.fill_in(model, 'Li' + mask, stoi, itos, 'cpu', most=2) == ' L'
+
+
+def test_recall_probes_every_dev_person_of_the_world_and_refuses_bad_files_in_one_line(world_data, params, tmp_path):
+    script = os.path.join(ROOT, 'bench', 'recall.py')
+    files = [f'--corpus={world_data}/wiki.txt', f'--questions={world_data}/birth_dev.tsv', '--threads=1']
+    p = run([sys.executable, script, 'vanilla', str(params['vanilla']), *files, '--examples=2'], tmp_path)
+    assert p.returncode == 0, p.stderr
+    n_dev = len(lines_of(world_data, 'birth_dev.tsv'))
+    last = p.stdout.strip().split('\n')[-1]
+    # Every world biography names the city in its first sentence, after the person.
+    assert f' of {n_dev} masked birthplaces' in last and f'(0 of {n_dev} questions had none' in last, last
+    assert int(last.split()[1]) <= n_dev and p.stdout.count('(answer: ') == 2
+    p = run([sys.executable, script, 'synthesizer', str(params['vanilla']), *files], tmp_path)
+    assert_one_line_error(p, 'vanilla', '--variant=vanilla')
+    questions = tmp_path / 'questions.tsv'
+    questions.write_text('Where was A born?\n', encoding='utf-8')
+    p = run([sys.executable, script, 'vanilla', str(params['vanilla']), f'--corpus={world_data}/wiki.txt',
+             f'--questions={questions}'], tmp_path)
+    assert_one_line_error(p, 'Where was X born?<TAB>place')
+    p = run([sys.executable, script, 'vanilla', str(tmp_path / 'none.params'), *files], tmp_path)
+    assert_one_line_error(p, 'does not exist')

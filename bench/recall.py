@@ -1,0 +1,118 @@
+"""Did pretraining store the facts? A probe of a pretrained model, before any finetuning.
+
+    python bench/recall.py VARIANT PARAMS [--corpus=FILE] [--questions=FILE] [--examples=N]
+                           [--device=DEVICE] [--threads=N]
+
+For every question<TAB>answer line of QUESTIONS (default: src/data/birth_dev.tsv), the person's
+biography is found in the pretraining corpus (default: src/data/wiki.txt; the first line that
+starts with the name, else the first that holds it), the answer's first mention after the name is
+masked, and the model fills the mask in greedily, in the format span corruption taught it
+(prefix MASK suffix MASK, then the masked text, ended by a PAD or a MASK). A biography counts
+only where the answer ends within the first int(block_size * 7 / 8) characters, the longest
+document pretraining shows the model. A birthplace is recalled when the filled-in text, less
+spaces at its ends, begins with it (the model does not know where the masked span ends). The line
+printed says how many masked birthplaces the model recalls; a model that recalls few of them cannot answer "Where was X born?" about
+people it was not finetuned on, however it is finetuned. The finetuned model's own probe is the
+course's dev evaluation.
+"""
+import argparse
+import os
+import sys
+
+import torch
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'src')
+sys.path.insert(0, SRC)
+from submission.dataset import CharCorruptionDataset, MASK_CHAR, PAD_CHAR  # noqa: E402
+from submission.extras import checkpoint, files  # noqa: E402
+from submission.extras.files import UsageError  # noqa: E402
+import run  # noqa: E402
+
+
+def masked_prompt(doc, name, place, longest):
+    """The biography with the place's first mention after the name masked, in span corruption's
+    order (prefix MASK suffix MASK), or None where the place is not within the first `longest`
+    characters after the name. A mention inside a repetition of the name ("Lima Cruz. Lima Cruz
+    was born in Lima") is not the place."""
+    start = doc.find(name)
+    names = [range(i, i + len(name)) for i in range(len(doc)) if doc.startswith(name, i)]
+    at = doc.find(place, start + len(name)) if start >= 0 else -1
+    while at >= 0 and any(at in r for r in names):
+        at = doc.find(place, at + 1)
+    if at < 0 or at + len(place) > longest:
+        return None
+    doc = doc[:longest]
+    return doc[:at] + MASK_CHAR + doc[at + len(place):] + MASK_CHAR
+
+
+def biography(lines, name):
+    return next((line for line in lines if line.startswith(name)), None) or \
+        next((line for line in lines if name in line), None)
+
+
+@torch.no_grad()
+def fill_in(model, prompt, stoi, itos, device, most):
+    """Greedy characters after the prompt until a PAD or MASK (at most `most`)."""
+    ids = [stoi[c] for c in prompt if c in stoi]
+    block = model.get_block_size()
+    out = ''
+    for _ in range(most):
+        logits, _ = model(torch.tensor([ids[-block:]], device=device))
+        nxt = int(logits[0, -1].argmax())
+        if itos[nxt] in (PAD_CHAR, MASK_CHAR):
+            break
+        out += itos[nxt]
+        ids.append(nxt)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('variant', choices=['vanilla', 'synthesizer', 'perceiver', 'rope'])
+    parser.add_argument('params')
+    parser.add_argument('--corpus', default=os.path.join(SRC, 'data', 'wiki.txt'))
+    parser.add_argument('--questions', default=os.path.join(SRC, 'data', 'birth_dev.tsv'))
+    parser.add_argument('--examples', type=int, default=0, help='print the first N probes')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--bottleneck_dim', type=int, default=32)
+    args = parser.parse_args(argv)
+    for path, option in ((args.params, 'PARAMS'), (args.corpus, '--corpus'), (args.questions, '--questions')):
+        files.input_file(path, option)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    text = files.read_text(args.corpus, '--corpus')
+    dataset = CharCorruptionDataset(text, 128)
+    o = argparse.Namespace(variant=args.variant, exact=False, device=args.device, dropout=None,
+                           bottleneck_dim=args.bottleneck_dim)
+    model = run.build_model(o, dataset)
+    checkpoint.load_into(model, args.params, dataset.itos)
+    model.eval()
+    longest = int(dataset.block_size * 7 / 8)  # CharCorruptionDataset's longest truncation
+    lines = text.split('\n')
+    probed = recalled = 0
+    questions = [line.split('\t') for line in files.read_text(args.questions, '--questions').splitlines() if line]
+    for fields in questions:
+        if len(fields) != 2 or not fields[0].startswith('Where was ') or not fields[0].endswith(' born?'):
+            raise UsageError(f'{args.questions}: "{fields[0]}" is not a "Where was X born?<TAB>place" line; '
+                             f'give a file of questions with their answers')
+        name, place = fields[0][len('Where was '):-len(' born?')], fields[1]
+        doc = biography(lines, name)
+        prompt = masked_prompt(doc, name, place, longest) if doc else None
+        if prompt is None:
+            continue
+        guess = fill_in(model, prompt, dataset.stoi, dataset.itos, args.device, len(place) + 8)
+        probed += 1
+        recalled += guess.strip().startswith(place)  # the span's length is unknown to the model
+        if probed <= args.examples:
+            print(f'{prompt!r} -> {guess!r} (answer: {place})')
+    share = f' = {100 * recalled / probed:.1f} %' if probed else ''
+    print(f'recalled {recalled} of {probed} masked birthplaces{share} '
+          f'({len(questions) - probed} of {len(questions)} questions had none within {longest} characters of a biography)')
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except UsageError as e:
+        sys.exit(f'error: {e}')
