@@ -24,6 +24,7 @@ import torch
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'src')
 sys.path.insert(0, SRC)
 from submission.dataset import CharCorruptionDataset, MASK_CHAR, PAD_CHAR  # noqa: E402
+from submission import utils  # noqa: E402
 from submission.extras import checkpoint, files  # noqa: E402
 from submission.extras.files import UsageError  # noqa: E402
 import run  # noqa: E402
@@ -52,18 +53,12 @@ def biography(lines, name):
 
 @torch.no_grad()
 def fill_in(model, prompt, stoi, itos, device, most):
-    """Greedy characters after the prompt until a PAD or MASK (at most `most`)."""
+    """The course's greedy sampler (utils.sample) for `most` characters after the prompt, read up
+    to the first PAD or MASK."""
     ids = [stoi[c] for c in prompt if c in stoi]
-    block = model.get_block_size()
-    out = ''
-    for _ in range(most):
-        logits, _ = model(torch.tensor([ids[-block:]], device=device))
-        nxt = int(logits[0, -1].argmax())
-        if itos[nxt] in (PAD_CHAR, MASK_CHAR):
-            break
-        out += itos[nxt]
-        ids.append(nxt)
-    return out
+    completion = utils.sample(model, torch.tensor([ids], device=device), most, sample=False)[0, len(ids):]
+    text = ''.join(itos[int(i)] for i in completion)
+    return text.replace(PAD_CHAR, MASK_CHAR).split(MASK_CHAR)[0]
 
 
 def main(argv=None):
