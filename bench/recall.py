@@ -86,9 +86,10 @@ def main(argv=None):
     longest = int(dataset.block_size * 7 / 8)  # CharCorruptionDataset's longest truncation
     lines = text.split('\n')
     probed = recalled = 0
-    questions = [line.split('\t') for line in files.read_text(args.questions, '--questions').splitlines() if line]
+    lines_read, answered = utils.read_eval_lines(args.questions)
+    questions = [line.strip().split('\t') for line in lines_read]
     for fields in questions:
-        if len(fields) != 2 or not fields[0].startswith('Where was ') or not fields[0].endswith(' born?'):
+        if not answered or not fields[0].startswith('Where was ') or not fields[0].endswith(' born?'):
             raise UsageError(f'{args.questions}: "{fields[0]}" is not a "Where was X born?<TAB>place" line; '
                              f'give a file of questions with their answers')
         name, place = fields[0][len('Where was '):-len(' born?')], fields[1]
