@@ -30,20 +30,38 @@ from submission.extras.files import UsageError  # noqa: E402
 import run  # noqa: E402
 
 
-def masked_prompt(doc, name, place, longest):
-    """The biography with the place's first mention after the name masked, in span corruption's
-    order (prefix MASK suffix MASK), or None where the place is not within the first `longest`
-    characters after the name. A mention inside a repetition of the name ("Lima Cruz. Lima Cruz
-    was born in Lima") is not the place."""
+def place_at(doc, name, place):
+    """Where the place is first mentioned in the biography after the name (-1: nowhere). A mention
+    inside a repetition of the name ("Lima Cruz. Lima Cruz was born in Lima") is not the place."""
     start = doc.find(name)
     names = [range(i, i + len(name)) for i in range(len(doc)) if doc.startswith(name, i)]
     at = doc.find(place, start + len(name)) if start >= 0 else -1
     while at >= 0 and any(at in r for r in names):
         at = doc.find(place, at + 1)
+    return at
+
+
+def masked_prompt(doc, name, place, longest):
+    """The biography with the place's first mention after the name masked, in span corruption's
+    order (prefix MASK suffix MASK), or None where the place is not within the first `longest`
+    characters (see place_at)."""
+    at = place_at(doc, name, place)
     if at < 0 or at + len(place) > longest:
         return None
     doc = doc[:longest]
     return doc[:at] + MASK_CHAR + doc[at + len(place):] + MASK_CHAR
+
+
+def people(path):
+    """(name, place) of every "Where was X born?<TAB>place" line of a questions file."""
+    lines, answered = utils.read_eval_lines(path)
+    out = []
+    for fields in (line.strip().split('\t') for line in lines):
+        if not answered or not fields[0].startswith('Where was ') or not fields[0].endswith(' born?'):
+            raise UsageError(f'{path}: "{fields[0]}" is not a "Where was X born?<TAB>place" line; '
+                             f'give a file of questions with their answers')
+        out.append((fields[0][len('Where was '):-len(' born?')], fields[1]))
+    return out
 
 
 def biography(lines, name):
@@ -86,13 +104,8 @@ def main(argv=None):
     longest = int(dataset.block_size * 7 / 8)  # CharCorruptionDataset's longest truncation
     lines = text.split('\n')
     probed = recalled = 0
-    lines_read, answered = utils.read_eval_lines(args.questions)
-    questions = [line.strip().split('\t') for line in lines_read]
-    for fields in questions:
-        if not answered or not fields[0].startswith('Where was ') or not fields[0].endswith(' born?'):
-            raise UsageError(f'{args.questions}: "{fields[0]}" is not a "Where was X born?<TAB>place" line; '
-                             f'give a file of questions with their answers')
-        name, place = fields[0][len('Where was '):-len(' born?')], fields[1]
+    questions = people(args.questions)
+    for name, place in questions:
         doc = biography(lines, name)
         prompt = masked_prompt(doc, name, place, longest) if doc else None
         if prompt is None:
