@@ -201,6 +201,9 @@ def test_the_cpu_recipe_commands_train_the_recipe_and_take_an_option_given_after
     sub = src_copy / 'submission'
     p = run(['./run.sh', 'synthesizer_pretrain_cpu', '--max_steps=1', '--threads=1'], src_copy)
     assert p.returncode == 0, p.stderr
+    # It starts by saying what to expect, and which command passes the course's marks instead.
+    assert p.stderr.splitlines()[0].startswith('note: the CPU recipe pretrains in about 40 minutes')
+    assert 'below answering "London"' in p.stderr and './run.sh synthesizer_pretrain (' in p.stderr
     settings = log_records(sub / 'synthesizer.pretrain.params.log.jsonl')[0]['settings']
     assert {key: settings[key] for key in recipe} == {key: float(v) if '.' in v or 'e' in v else int(v)
                                                       for key, v in recipe.items()}
