@@ -32,12 +32,13 @@ import tempfile
 import time
 
 import torch
-from docopt import docopt
+from docopt import docopt, DocoptExit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, 'src')
 sys.path.insert(0, SRC)
-from submission.extras.files import course_data_dir, log_path  # noqa: E402
+from submission.extras import options  # noqa: E402
+from submission.extras.files import UsageError, course_data_dir, log_path  # noqa: E402
 from submission.extras.options import cpu_flags, cpu_name  # noqa: E402
 
 MATMUL_PARAMS = 4 * (4 * 256 * 256 + 2 * 256 * 1024) + 256 * 256  # 4 blocks' linears, and the head
@@ -93,12 +94,32 @@ def measure_child(*args):
     return json.loads([l for l in out.splitlines() if l.startswith('RESULT ')][-1][len('RESULT '):])
 
 
-def main():
-    args = docopt(__doc__)
-    steps, nq, precision, device = int(args['--steps']), int(args['--eval_questions']), args['--precision'], \
-        args['--device']
-    threads = int(args['--threads']) if args['--threads'] else None
+PARTS = ('peak', 'batches', 'pretrain', 'finetune', 'eval')
+
+
+def parse(argv=None):
+    """(steps, questions, precision, device, threads, parts), every value checked, in one line each."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = docopt(__doc__, argv=argv)
+    except DocoptExit:
+        raise UsageError(options.docopt_refusal(__doc__, argv, 'bench/bench.py')) from None
+    steps = options.whole_number(args['--steps'], '--steps', high=10_000)
+    questions = options.whole_number(args['--eval_questions'], '--eval_questions', high=500)
+    if args['--precision'] not in ('fp32', 'bf16', 'auto'):
+        raise UsageError(f'unknown --precision={args["--precision"]}; use fp32, bf16 or auto')
+    if args['--device'] not in ('cpu', 'cuda'):
+        raise UsageError(f'unknown --device={args["--device"]}; use cpu or cuda')
+    device = options.device_named(args['--device'])
+    threads = args['--threads'] and options.whole_number(args['--threads'], '--threads', high=os.cpu_count() * 4)
     only = set(args['--only'].split(','))
+    if only - set(PARTS):
+        raise UsageError(f'unknown --only part {sorted(only - set(PARTS))[0]}; use some of {",".join(PARTS)}')
+    return steps, questions, args['--precision'], device, threads or None, only
+
+
+def main():
+    steps, nq, precision, device, threads, only = parse()
     data = course_data_dir()
     if data is None:
         sys.exit('error: the bench needs the course data: put it in src/data (see src/data/README.md)')
@@ -195,4 +216,7 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except UsageError as e:
+        sys.exit(f'error: {e}')

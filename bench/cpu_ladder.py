@@ -16,7 +16,6 @@ Every budget's row (variant, N, seed, pretraining steps, each stage's wall time,
 the test predictions file, the machine) goes to DIR/ladder.tsv, rewritten from every pipeline's
 stages.tsv after each pipeline, and the plot (report.plot_budget) to DIR/ladder.png (or --plot).
 """
-import argparse
 import glob
 import os
 import re
@@ -76,7 +75,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     common = argv[argv.index('--') + 1:] if '--' in argv else []
     argv = argv[:argv.index('--')] if '--' in argv else argv
-    parser = argparse.ArgumentParser(prog='bench/cpu_ladder.py', description=__doc__.split('\n')[0])
+    parser = options.ArgumentParser(prog='bench/cpu_ladder.py', description=__doc__.split('\n')[0])
     parser.add_argument('variant', choices=options.VARIANTS)
     parser.add_argument('epochs', nargs='+', type=int)
     parser.add_argument('--seeds', default='0')
@@ -89,8 +88,9 @@ def main(argv=None):
     recipe = shlex.split(args.recipe) if args.recipe is not None else [
         option.replace('$D/', files.course_data_dir() + '/') for option in files.COMMANDS[f'{args.variant}_pretrain_cpu']
         if option.split('=')[0] in options.RECIPE and not option.startswith('--schedule_epochs=')]
+    seeds = [options.whole_number(s, '--seeds', low=0, high=options.SEED_LIMIT - 1) for s in args.seeds.split(',')]
     for n in args.epochs:
-        for seed in (int(s) for s in args.seeds.split(',')):
+        for seed in seeds:
             folder = os.path.join(args.out, f'{args.variant}-N{n}-seed{seed}')
             pipeline.run(args.variant, folder, os.path.join(folder, 'stages.tsv'), f'N={n} seed={seed}',
                          pretrain_options=recipe + [f'--schedule_epochs={n}'],
@@ -102,4 +102,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except files.UsageError as e:
+        pipeline.fail(e)

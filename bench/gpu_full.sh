@@ -19,6 +19,7 @@
 # Without a CUDA GPU it refuses, unless told to run on the CPU: `bench/gpu_full.sh
 # vanilla -- --max_steps=1 --device=cpu` runs the whole script on a CPU in about a minute.
 set -euo pipefail
+case "${1:-}" in -h|--help) sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 repo=$(cd "$(dirname "$0")/.." && pwd)
 variants=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do
@@ -40,6 +41,10 @@ if [[ " $* " != *" --device=cpu "* ]] && ! "$PY" -c 'import torch, sys; sys.exit
     exit 2
 fi
 run=$repo/runs/gpu_full/$(date -u +%Y%m%d-%H%M%S)-$$
+# Every variant's options checked before anything is made: a misspelt option ends it here.
+for v in "${variants[@]}"; do
+    "$PY" "$repo/bench/pipeline.py" "$v" --out "$run/$v" --check -- "$@"
+done
 tsv=${OUT:-$run}/gpu_full.tsv
 mkdir -p "$run" "$(dirname "$tsv")"
 echo "run folder: $run; rows: $tsv"

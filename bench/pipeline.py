@@ -19,7 +19,8 @@ label, variant, stage, seconds, result, device): a run cut short keeps what it
 measured. A stage that fails ends the pipeline with its exit status.
 bench/gpu_full.sh and bench/cpu_ladder.py run it.
 """
-import argparse
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -32,6 +33,7 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(BENCH), 'src')
 sys.path.insert(0, SRC)
 from submission.extras import files, options, report  # noqa: E402
+import run as run_py  # noqa: E402
 
 COLUMNS = ['label', 'variant', 'stage', 'seconds', 'result', 'device']
 
@@ -104,28 +106,56 @@ def fail(message):
     raise SystemExit(2)
 
 
+def stage_options(stage, args, common, pretrain_options, finetune_options):
+    """The options a stage gets: those of `common` its function takes (options.USES), and the
+    pretraining's or the finetuning's own."""
+    takes = options.USES[args[0].split('=')[1]]
+    extra = [o for o in common if o.split('=')[0] in takes]
+    if stage == 'pretrain':
+        extra += list(pretrain_options)
+    elif stage == 'finetune_with_pretrain':
+        extra += list(finetune_options)
+    return extra
+
+
+def check_options(todo, common):
+    """Before any work: every option given is taken by some stage (a misspelt one would be left
+    out of every stage, silently), and every stage's command line is one run.py accepts."""
+    taken = {o.split('=')[0] for _, _, extra in todo for o in extra}
+    unknown = [o for o in common if o.split('=')[0] not in taken]
+    if unknown:
+        fail(f'{unknown[0]} is an option of no stage of the pipeline (pretraining, finetuning or evaluation); '
+             f'check its spelling against python src/run.py --help')
+    for stage, args, extra in todo:
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # its warnings are the stage's to print
+                run_py.parse(args + extra)
+        except files.UsageError as e:
+            fail(f'the {stage} stage would refuse its options: {e}')
+
+
 def run(variant, out, tsv=None, label='', nopretrain=False, pretrain_options=(), common=(), python=None,
-        resume=False, finetune_options=()):
+        resume=False, finetune_options=(), check=False):
     """The whole pipeline; returns {stage: {'seconds', 'result', 'device'}}. Raises SystemExit with
     a failed stage's exit status. resume: continue a pipeline in out, skipping the stages whose
-    output is there (their rows are not repeated) and resuming a training stage's checkpoint."""
+    output is there (their rows are not repeated) and resuming a training stage's checkpoint.
+    check: only check the options and the folder, and do nothing."""
     python = python or sys.executable
     data = files.course_data_dir()
+    out = os.path.abspath(out)
+    todo = [(stage, args, stage_options(stage, args, common, pretrain_options, finetune_options))
+            for stage, args in stages(variant, out, data or os.path.join(SRC, 'data'), nopretrain)]
+    check_options(todo, common)
     if data is None:
         fail('the course data is missing: put the five course files in src/data (see src/data/README.md)')
-    out = os.path.abspath(out)
     if os.path.isdir(out) and os.listdir(out) and not resume:
         fail(f'{out} already holds a run; give a new --out folder')
+    if check:
+        return {}
     os.makedirs(out, exist_ok=True)
     results = {}
-    for stage, args in stages(variant, out, data, nopretrain):
+    for stage, args, extra in todo:
         function = args[0].split('=')[1]
-        takes = options.USES[function]
-        extra = [o for o in common if o.split('=')[0] in takes]
-        if stage == 'pretrain':
-            extra += list(pretrain_options)
-        elif stage == 'finetune_with_pretrain':
-            extra += list(finetune_options)
         written = [a.split('=', 1)[1] for a in args if a.startswith(('--writing_params_path=', '--outputs_path='))][0]
         if resume and os.path.exists(written):
             continue
@@ -156,7 +186,7 @@ def main(argv=None):
     if '--' in argv:
         common = argv[argv.index('--') + 1:]
         argv = argv[:argv.index('--')]
-    parser = argparse.ArgumentParser(prog='bench/pipeline.py', description=__doc__.split('\n')[0])
+    parser = options.ArgumentParser(prog='bench/pipeline.py', description=__doc__.split('\n')[0])
     parser.add_argument('variant', choices=options.VARIANTS)
     parser.add_argument('--out', required=True)
     parser.add_argument('--tsv')
@@ -164,9 +194,14 @@ def main(argv=None):
     parser.add_argument('--nopretrain', action='store_true',
                         help="also the course's finetune without pretraining and its evaluations, first")
     parser.add_argument('--pretrain', default='')
+    parser.add_argument('--check', action='store_true', help='check the options and the folder only')
     args = parser.parse_args(argv)
-    run(args.variant, args.out, args.tsv, args.label, args.nopretrain, shlex.split(args.pretrain), common)
+    run(args.variant, args.out, args.tsv, args.label, args.nopretrain, shlex.split(args.pretrain), common,
+        check=args.check)
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except files.UsageError as e:
+        fail(e)

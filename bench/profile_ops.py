@@ -21,7 +21,7 @@ import sys
 import time
 
 import torch
-from docopt import docopt
+from docopt import docopt, DocoptExit
 from torch.profiler import ProfilerActivity, profile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,9 +30,9 @@ from submission import helper
 from submission.extras import evaluate  # noqa: E402
 from submission.extras.batching import make_batch  # noqa: E402
 from submission.dataset import CharCorruptionDataset  # noqa: E402
-from submission.extras.files import course_data_dir  # noqa: E402
+from submission.extras.files import UsageError, course_data_dir  # noqa: E402
 from submission.model import GPTConfig  # noqa: E402
-from submission.extras.options import Options  # noqa: E402
+from submission.extras.options import Options, docopt_refusal, whole_number  # noqa: E402
 from submission.trainer import epoch_order  # noqa: E402
 
 
@@ -41,10 +41,17 @@ def table(prof, rows):
 
 
 def main():
-    args = docopt(__doc__)
+    try:
+        args = docopt(__doc__)
+    except DocoptExit:
+        raise UsageError(docopt_refusal(__doc__, sys.argv[1:], 'bench/profile_ops.py')) from None
+    if args['--precision'] not in ('fp32', 'bf16'):
+        raise UsageError(f'unknown --precision={args["--precision"]}; use fp32 or bf16')
+    if args['--variant'] not in ('vanilla', 'synthesizer'):
+        raise UsageError(f'unknown --variant={args["--variant"]}; use vanilla or synthesizer')
     if args['--threads']:
-        torch.set_num_threads(int(args['--threads']))
-    rows = int(args['--rows'])
+        torch.set_num_threads(whole_number(args['--threads'], '--threads', high=os.cpu_count() * 4))
+    rows = whole_number(args['--rows'], '--rows')
     data = course_data_dir()
     if data is None:
         sys.exit('error: profiling needs the course data: put it in src/data (see src/data/README.md)')
@@ -90,4 +97,7 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except UsageError as e:
+        sys.exit(f'error: {e}')

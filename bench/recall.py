@@ -25,7 +25,7 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 sys.path.insert(0, SRC)
 from submission.dataset import CharCorruptionDataset, MASK_CHAR, PAD_CHAR  # noqa: E402
 from submission import utils  # noqa: E402
-from submission.extras import checkpoint, files  # noqa: E402
+from submission.extras import checkpoint, files, options  # noqa: E402
 from submission.extras.files import UsageError  # noqa: E402
 import run  # noqa: E402
 
@@ -80,16 +80,20 @@ def fill_in(model, prompt, stoi, itos, device, most):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = options.ArgumentParser(prog='bench/recall.py', description=__doc__.split('\n')[0])
     parser.add_argument('variant', choices=['vanilla', 'synthesizer', 'perceiver', 'rope'])
     parser.add_argument('params')
     parser.add_argument('--corpus', default=os.path.join(SRC, 'data', 'wiki.txt'))
     parser.add_argument('--questions', default=os.path.join(SRC, 'data', 'birth_dev.tsv'))
-    parser.add_argument('--examples', type=int, default=0, help='print the first N probes')
+    parser.add_argument('--examples', default='0', help='print the first N probes')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--threads', type=int, default=None)
-    parser.add_argument('--bottleneck_dim', type=int, default=32)
+    parser.add_argument('--threads', default=None)
+    parser.add_argument('--bottleneck_dim', default=None, help='perceiver: its number of slots (default 32)')
     args = parser.parse_args(argv)
+    args.examples = options.whole_number(args.examples, '--examples', low=0)
+    args.threads = args.threads and options.whole_number(args.threads, '--threads', high=os.cpu_count() * 4)
+    args.bottleneck_dim = options.bottleneck_dim(args.bottleneck_dim, args.variant)
+    args.device = options.device_named(args.device)
     for path, option in ((args.params, 'PARAMS'), (args.corpus, '--corpus'), (args.questions, '--questions')):
         files.input_file(path, option)
     if args.threads:

@@ -24,7 +24,6 @@ The course's corruption itself (truncation uniform on 4..int(7/8 block_size) for
 documents at least that long, masked span a quarter of it on average) is checked
 against its definition. Exits 1 when any check fails.
 """
-import argparse
 import collections
 import math
 import os
@@ -40,7 +39,7 @@ import recall  # noqa: E402
 SRC = recall.SRC
 from submission import helper  # noqa: E402
 from submission.dataset import CharCorruptionDataset, MASK_CHAR  # noqa: E402
-from submission.extras import batching, files  # noqa: E402
+from submission.extras import batching, files, options  # noqa: E402
 from submission.extras.files import UsageError  # noqa: E402
 from submission.extras.options import Options  # noqa: E402
 from submission.model import GPT, GPTConfig  # noqa: E402
@@ -396,19 +395,20 @@ def compare(corpus, people_files, epochs, seed, rate_epochs=650, out=print):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = options.ArgumentParser(prog='bench/stream.py', description=__doc__.split('\n')[0])
     data = os.path.join(SRC, 'data')
     parser.add_argument('--corpus', default=os.path.join(data, 'wiki.txt'))
     parser.add_argument('--people', default=','.join(os.path.join(data, f) for f in
                                                      ('birth_places_train.tsv', 'birth_dev.tsv')),
                         help='question files whose people\'s birthplaces are followed (comma-separated)')
-    parser.add_argument('--epochs', type=int, default=35, help='epochs of each stream (default 35: '
+    parser.add_argument('--epochs', default='35', help='epochs of each stream (default 35: '
                         'over 100,000 draws of the course\'s 2,938 documents)')
-    parser.add_argument('--rate_epochs', type=int, default=650, help='epochs of the learning-rate check')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--rate_epochs', default='650', help='epochs of the learning-rate check')
+    parser.add_argument('--seed', default='0')
     args = parser.parse_args(argv)
-    if args.epochs < 1 or args.rate_epochs < 1:
-        raise UsageError('--epochs and --rate_epochs must be 1 or more')
+    args.epochs = options.whole_number(args.epochs, '--epochs', high=options.EPOCH_LIMIT)
+    args.rate_epochs = options.whole_number(args.rate_epochs, '--rate_epochs', high=options.EPOCH_LIMIT)
+    args.seed = options.whole_number(args.seed, '--seed', low=0, high=options.SEED_LIMIT - 1)
     people = [p for p in args.people.split(',') if p]
     for path, option in [(args.corpus, '--corpus')] + [(p, '--people') for p in people]:
         files.input_file(path, option)

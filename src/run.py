@@ -44,10 +44,12 @@ Our options:
     --data_dir=DIR                  report: where the course data is (default data)
     --report_dir=DIR                report: where to write the report (default reports)
 """
+import contextlib
 import gc
 import os
 import random
 import re
+import signal
 import sys
 
 import torch
@@ -75,34 +77,9 @@ def parse(argv=None):
     try:
         args = docopt(__doc__, argv=argv)
     except DocoptExit:
-        raise UsageError(what_docopt_refused(sys.argv[1:] if argv is None else argv)) from None
+        raise UsageError(options.docopt_refusal(__doc__, sys.argv[1:] if argv is None else argv,
+                                                'python run.py')) from None
     return options.from_command_line(args)
-
-
-def what_docopt_refused(argv):
-    """The first argument docopt could not take, named, and what to do instead."""
-    takes_value = dict((name, bool(value)) for name, value in re.findall(r'^ +(--\w+)(=\w+)?', __doc__, re.M))
-    seen, args = set(), iter(argv)
-    for arg in args:
-        name, eq, _ = arg.partition('=')
-        if not arg.startswith('--'):
-            return f'unexpected argument {arg!r}: every argument is an --option=value; see python run.py --help'
-        # docopt takes any unambiguous start of an option's name.
-        matches = [known for known in takes_value if known == name] or \
-            [known for known in takes_value if known.startswith(name)]
-        if not matches:
-            return f'unknown option {name}; see python run.py --help for the options'
-        if len(matches) > 1:
-            return f'{name} could be {" or ".join(matches)}; spell the option out'
-        name = matches[0]
-        if name in seen:
-            return f'{name} is given twice; keep one'
-        seen.add(name)
-        if takes_value[name] and not eq and next(args, '--').startswith('--'):
-            return f'{name} needs a value ({name}=...); see python run.py --help'
-        if not takes_value[name] and eq:
-            return f'{name} takes no value; write it alone'
-    return 'incomplete arguments: --function=FUNCTION is required; see python run.py --help'
 
 
 def check_files(o):
@@ -129,6 +106,9 @@ def pretraining_dataset(path):
     if text.startswith('\ufeff'):
         options.warn(f'{path} starts with a byte-order mark (U+FEFF), which the course\'s dataset makes a '
                      f'character of the vocabulary; save the file as UTF-8 without it')
+    if '\0' in text:
+        options.warn(f'{path} holds {text.count(chr(0)):,} NUL character(s), as a binary file would; the course\'s '
+                     f'dataset makes them a character of the vocabulary: remove them')
     longest = max(text.split('\n'), key=len)
     if len(longest) > LONG_LINE:
         kept = int(BLOCK_SIZE * 7 / 8)
@@ -250,13 +230,21 @@ def main(argv=None):
     if checking:
         return options.check_processes(o.device, int(checking))
     model = build_model(o, pretrain_dataset)
-    if o.function == 'evaluate':
-        run_evaluate(o, pretrain_dataset, model, eval_lines)
-    elif distributed.is_main():
-        with files.WriterLock(o.writing_params_path):  # one run at a time writes these params
+    # One run at a time writes a params or predictions file (rank 0 writes them under torchrun).
+    option, written = ('--outputs_path', o.outputs_path) if o.function == 'evaluate' else \
+        ('--writing_params_path', o.writing_params_path)
+    with files.WriterLock(written, option) if distributed.is_main() else contextlib.nullcontext():
+        if o.function == 'evaluate':
+            run_evaluate(o, pretrain_dataset, model, eval_lines)
+        else:
             run_training(o, pretrain_dataset, model)
-    else:
-        run_training(o, pretrain_dataset, model)
+
+
+def stop_on_signal(signum, frame):
+    """SIGTERM outside training (which checkpoints on it): stop as Ctrl-C does, through every
+    `finally`, so a file being written and the writer's lock are cleaned up."""
+    raise Interrupted(f'{signal.Signals(signum).name} received: stopped; a file being written was left '
+                      f'as it was before', 128 + signum)
 
 
 if __name__ == '__main__':
@@ -264,6 +252,7 @@ if __name__ == '__main__':
     # frozen, the garbage collector skips them in its passes (torch.optim's first use
     # imports torch._dynamo) and at exit. Frozen again at exit for what came since.
     gc.freeze()
+    signal.signal(signal.SIGTERM, stop_on_signal)
     try:
         main()
         distributed.barrier()  # ranks leave together, after rank 0 has written its files
@@ -276,7 +265,10 @@ if __name__ == '__main__':
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         sys.exit(130)
-    except OSError as e:  # e.g. the disk filled up while writing; the atomic write left nothing half-written
+    except files.WriteError as e:  # a full or read-only disk: the atomic write left the old file as it was
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(1)
+    except OSError as e:
         print(f'error: {e.strerror or e}' + (f': {e.filename}' if e.filename else ''), file=sys.stderr)
         sys.exit(1)
     finally:

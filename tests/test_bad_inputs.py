@@ -284,12 +284,17 @@ atomic_write({str(tmp_path / 'run.params.ckpt')!r}, write)
 
 def test_a_later_run_removes_temporaries_a_killed_run_left(src_copy):
     sub = src_copy / 'submission'
-    stale = sub / '.vanilla.model.params.ckpt.k1ll3d.tmp'
-    stale.write_bytes(b'half a checkpoint')
+    # A checkpoint, params, vocabulary and predictions being written when their run was killed.
+    stale = [sub / f'.vanilla.model.params{kind}.k1ll3d.tmp' for kind in ('.ckpt', '', '.vocab.json')]
+    stale.append(sub / '.vanilla.nopretrain.dev.predictions.k1ll3d.tmp')
+    for path in stale:
+        path.write_bytes(b'half a file')
     p = run(['./run.sh', 'vanilla_finetune_without_pretrain', '--max_steps=1'], src_copy)
     assert p.returncode == 0, p.stderr
-    assert not stale.exists()
-    assert not [f for f in os.listdir(sub) if f.endswith('.tmp')]
+    p = run(['./run.sh', 'vanilla_eval_dev_without_pretrain'], src_copy)
+    assert p.returncode == 0, p.stderr
+    assert not any(path.exists() for path in stale)
+    assert not [f for f in os.listdir(sub) if f.endswith(('.tmp', '.lock'))]
 
 
 def test_report_with_unreadable_predictions_and_log(src_copy):

@@ -10,6 +10,7 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -82,13 +83,13 @@ def test_a_second_run_on_the_same_params_is_refused_while_the_first_runs(src_cop
 FULL_DISK = '''
 import errno, runpy, sys
 sys.path.insert(0, '.')
-import submission.extras.checkpoint as checkpoint
-real = checkpoint.save_torch
-def save_torch(obj, path):
+import submission.extras.files as files
+real = files.temporary
+def temporary(path, write):
     if path.endswith('.params'):
-        raise OSError(errno.ENOSPC, 'No space left on device', path)
-    return real(obj, path)
-checkpoint.save_torch = save_torch
+        raise files.WriteError(errno.ENOSPC, 'No space left on device', path)
+    return real(path, write)
+files.temporary = temporary
 sys.argv = ['run.py'] + sys.argv[1:]
 runpy.run_path('run.py', run_name='__main__')
 '''
@@ -373,3 +374,250 @@ def test_auto_precision_on_resume_keeps_the_runs_own(src_copy):
     p = run_py(pretrain(params) + ['--threads=1', '--max_steps=4', '--resume'], cwd=src_copy)
     assert p.returncode == 0, p.stderr
     assert ', bf16, torch ' in p.stdout.splitlines()[0] and 'resuming from' in p.stdout
+
+
+# ---------------------------------------------------------------- a full disk, signals, every entry point
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """make(size): a tmpfs of that size (e.g. '256k'), mounted for the test (root only; elsewhere
+    the test is skipped, under CI=true it fails)."""
+    mounted = []
+
+    def make(size):
+        where = tmp_path / f'disk-{size}-{len(mounted)}'
+        where.mkdir()
+        p = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(where)],
+                           capture_output=True, text=True)
+        if p.returncode:
+            reason = f'a small disk for this test needs mount -t tmpfs (root): {p.stderr.strip()}'
+            if os.environ.get('CI') == 'true':
+                pytest.fail(reason)
+            pytest.skip(reason)
+        mounted.append(where)
+        return where
+    yield make
+    for where in mounted:
+        subprocess.run(['umount', '-l', str(where)], capture_output=True)
+
+
+def fill(disk):
+    """Fill a disk to the last byte with a file of zeros; returns it."""
+    filler = disk / 'filler'
+    with open(filler, 'wb', buffering=0) as f:
+        try:
+            while True:
+                f.write(b'\0' * 65536)
+        except OSError:
+            pass
+        try:
+            while True:
+                f.write(b'\0')
+        except OSError:
+            pass
+    return filler
+
+
+def stray(folder):
+    """Temporaries and locks left in a folder."""
+    return sorted(n for n in os.listdir(folder) if n.endswith(('.tmp', '.lock')))
+
+
+def test_a_disk_too_small_for_the_run_is_found_before_any_training(src_copy, small_disk):
+    disk = small_disk('256k')
+    p = refused(src_copy, pretrain(f'{disk}/v.params') + SMALL + ['--max_steps=2'], watch=[disk])
+    assert 'the disk holding' in p.stderr and 'MiB free, but this run writes about' in p.stderr
+    assert os.listdir(disk) == []
+
+
+def test_a_disk_that_fills_during_training_keeps_the_last_checkpoint(src_copy, small_disk):
+    """One line naming the file and the checkpoint kept; the checkpoint, the log (whole lines
+    only) and nothing stray; with room again, --resume finishes the run."""
+    disk = small_disk('100m')
+    params = f'{disk}/v.params'
+    args = pretrain(params) + SMALL + ['--max_steps=40', '--batch_size=16', '--checkpoint_every=0.5']
+    proc = subprocess.Popen([sys.executable, 'run.py', *args], cwd=src_copy, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = disk / 'v.params.log.jsonl'
+    while not (os.path.exists(params + '.ckpt') and '"step": 3,' in log.read_text()):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.1)
+    filler = fill(disk)
+    _, err = proc.communicate(timeout=300)
+    p = subprocess.CompletedProcess(args, proc.returncode, '', err)
+    assert_one_line_error(p, 'could not write', 'No space left on device', 'the last checkpoint kept is',
+                          f'{params}.ckpt', '--resume')
+    kept = int(err.split('(step ')[1].split(')')[0])
+    assert torch.load(params + '.ckpt', weights_only=False)['step'] == kept
+    records = [json.loads(line) for line in log.read_text().splitlines()]  # no half record
+    assert records[-1].get('step', 0) >= kept
+    assert stray(disk) == [] and not os.path.exists(params)
+    os.unlink(filler)
+    p = run_py(args + ['--resume'], cwd=src_copy)
+    assert p.returncode == 0, p.stderr
+    assert f'resuming from {params}.ckpt' in p.stdout and os.path.exists(params)
+    assert stray(disk) == [] and not os.path.exists(params + '.ckpt')
+
+
+def test_predictions_report_and_world_on_a_full_disk(src_copy, params, small_disk):
+    """Each writer on a full disk: one line naming the file, the file already there unchanged,
+    nothing stray."""
+    disk = small_disk('1m')
+    old = disk / 'dev.predictions'
+    old.write_text('London\n')
+    (disk / 'reports').mkdir()
+    fill(disk)
+    p = refused(src_copy, evaluate(str(params['vanilla']), str(old)) + ['--threads=1'], watch=[disk])
+    assert f'could not write {old} (No space left on device)' in p.stderr and 'make room' in p.stderr
+    p = refused(src_copy, ['--function=report', f'--report_dir={disk}/reports'], watch=[disk])
+    assert 'could not write' in p.stderr and f'{disk}/reports' in p.stderr
+    p = refused(src_copy, ['--out', f'{disk}/world'], command=[sys.executable, '-m', 'submission.extras.world'],
+                watch=[disk])
+    assert 'could not write' in p.stderr and not (disk / 'world').exists()  # nor a folder of its own
+    assert old.read_text() == 'London\n' and stray(disk) == [] and stray(disk / 'reports') == []
+
+
+def test_the_params_and_their_vocabulary_land_together_or_not_at_all(src_copy, tmp_path, monkeypatch):
+    """A full disk while the vocabulary is written: the params already there and theirs stay."""
+    from submission.extras import checkpoint, files
+    from submission.model import GPT, GPTConfig
+    model = GPT(GPTConfig(5, 8, n_layer=1, n_head=1, n_embd=4))
+    path = str(tmp_path / 'm.params')
+    checkpoint.save_params(model, path, dict(enumerate('abcde')))
+    before = snapshot(str(tmp_path))
+    real = files.temporary
+
+    def temporary(target, write):
+        if target.endswith('.vocab.json'):
+            raise files.WriteError(errno.ENOSPC, 'No space left on device', target)
+        return real(target, write)
+    monkeypatch.setattr(files, 'temporary', temporary)
+    with torch.no_grad():
+        model.head.weight.add_(1)
+    with pytest.raises(files.WriteError, match='could not write .*vocab.json'):
+        checkpoint.save_params(model, path, dict(enumerate('abcde')))
+    assert snapshot(str(tmp_path)) == before
+
+
+def test_two_signals_in_a_row_leave_no_lock(src_copy):
+    params = 'submission/vanilla.pretrain.params'
+    proc = subprocess.Popen([sys.executable, 'run.py', *pretrain(params), *SMALL, '--max_steps=500'], cwd=src_copy,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = src_copy / (params + '.log.jsonl')
+    while not (log.exists() and '"step": 2,' in log.read_text()):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and 'second signal' in err
+    assert stray(src_copy / 'submission') == []
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_note(src_copy):
+    params = 'submission/vanilla.pretrain.params'
+    proc = subprocess.Popen([sys.executable, 'run.py', *pretrain(params), *SMALL, '--max_steps=500'], cwd=src_copy,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = src_copy / (params + '.log.jsonl')
+    while not (log.exists() and '"step": 2,' in log.read_text()):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    assert stray(src_copy / 'submission') == ['vanilla.pretrain.params.lock']  # SIGKILL cleans nothing
+    p = train(src_copy, pretrain(params), '--max_steps=1', '--restart')
+    assert f'was left by a run that was killed (process {proc.pid}); taking it over' in p.stdout
+    assert stray(src_copy / 'submission') == []
+
+
+def test_sigterm_outside_training_stops_in_one_line_and_leaves_nothing(src_copy, params):
+    """During an evaluation: exit 143 with one line, no predictions, no temporary."""
+    out = src_copy / 'submission' / 'x.predictions'
+    proc = subprocess.Popen([sys.executable, 'run.py', *evaluate(str(params['vanilla']), str(out)), '--exact',
+                             '--threads=1'], cwd=src_copy, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)  # past start-up, into the answers (the exact decoding takes far longer)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and 'Traceback' not in err, err
+    assert [line for line in err.splitlines() if line.strip()][-1].startswith('SIGTERM received: stopped')
+    assert not out.exists() and stray(src_copy / 'submission') == []
+
+
+BENCH = os.path.join(ROOT, 'bench')
+
+
+@pytest.mark.parametrize('command, needle', [
+    (['bench/pipeline.py', 'vanilla', '--out', 'OUT', '--', '--device=cpu', '--precison=bf16'], '--precison=bf16'),
+    (['bench/cpu_ladder.py', 'vanilla', '2', '--out', 'OUT', '--', '--no_such_option=1'], '--no_such_option'),
+    (['bench/cpu_ladder.py', 'vanilla', '2', '--out', 'OUT', '--seeds=a'], '--seeds=a'),
+    (['bench/bench.py', '--stepz=2'], 'unknown option --stepz'),
+    (['bench/bench.py', '--only=peak,fast'], 'unknown --only part fast'),
+    (['bench/profile_ops.py', '--rows=0'], '--rows=0'),
+    (['bench/recall.py', 'vanilla', 'x.params', '--bogus'], 'unrecognized arguments: --bogus'),
+    (['bench/stream.py', '--epochs=0'], '--epochs=0'),
+])
+def test_bench_scripts_refuse_what_they_cannot_take_before_any_work(tmp_path, command, needle):
+    command = [sys.executable, os.path.join(ROOT, command[0])] + [str(tmp_path / 'out') if a == 'OUT' else a
+                                                                   for a in command[1:]]
+    p = run(command, ROOT, timeout=120)
+    assert_one_line_error(p, needle)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_gpu_full_refuses_a_misspelt_option_before_making_anything():
+    runs = os.path.join(ROOT, 'runs', 'gpu_full')
+    before = sorted(os.listdir(runs)) if os.path.isdir(runs) else []
+    p = run(['bash', os.path.join(BENCH, 'gpu_full.sh'), 'vanilla', '--', '--device=cpu', '--max_steps=1',
+             '--no_such_option=1'], ROOT, timeout=120)
+    assert_one_line_error(p, '--no_such_option=1 is an option of no stage')
+    assert (sorted(os.listdir(runs)) if os.path.isdir(runs) else []) == before
+
+
+NAMED = re.compile(r'(\./run\.sh [a-z_]+|python -m submission\.[\w.]+|python (?:src/)?run\.py|bench/\w+\.(?:py|sh))')
+
+
+def test_every_command_a_usage_or_error_line_names_works_as_written(src_copy):
+    """Each entry point's usage and error lines; every command they name runs its --help (or,
+    for ./run.sh, is one of its commands)."""
+    said = []
+    for command in (['./run.sh'], ['./run.sh', 'vanilla_pretrainn'], [sys.executable, 'run.py'],
+                    [sys.executable, 'run.py', '--function=pretrain', '--bogus'],
+                    [sys.executable, '-m', 'submission.extras.demo', '--bogus'],
+                    [sys.executable, '-m', 'submission.extras.world', '--bogus'],
+                    [sys.executable, '-m', 'submission.extras.demo', '--help'],
+                    [sys.executable, '-m', 'submission.extras.world', '--help'],
+                    [sys.executable, os.path.join(BENCH, 'bench.py'), '--bogus'],
+                    [sys.executable, os.path.join(BENCH, 'pipeline.py'), '--bogus'],
+                    [sys.executable, os.path.join(BENCH, 'stream.py'), '--bogus']):
+        p = run(command, src_copy, timeout=120)
+        said.append(p.stdout + p.stderr)
+    named = sorted(set(NAMED.findall('\n'.join(said))))
+    assert './run.sh demo' in named and 'python -m submission.extras.world' in named, named
+    for name in named:
+        if name.startswith('./run.sh'):
+            p = run(['./run.sh', name.split()[1], '--help'], src_copy, timeout=120)
+        elif name.startswith('python -m'):
+            p = run([sys.executable, '-m', name.split()[2], '--help'], src_copy, timeout=120)
+        elif name.startswith('python'):
+            p = run([sys.executable, name.split()[1].replace('src/', ''), '--help'], src_copy, timeout=120)
+        else:
+            p = run([sys.executable if name.endswith('.py') else 'bash', os.path.join(ROOT, name), '--help'],
+                    ROOT, timeout=120)
+        assert p.returncode == 0, f'{name}: {p.stdout}{p.stderr}'
+
+
+def test_two_evaluations_never_write_one_predictions_file_at_once(src_copy, params):
+    out = src_copy / 'submission' / 'x.predictions'
+    args = evaluate(str(params['vanilla']), str(out)) + ['--threads=1']
+    first = subprocess.Popen([sys.executable, 'run.py', *args, '--exact'], cwd=src_copy,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = src_copy / 'submission' / 'x.predictions.lock'
+    while not lock.exists():
+        assert first.poll() is None, first.stderr.read()
+        time.sleep(0.1)
+    p = run_py(args, cwd=src_copy)
+    assert_one_line_error(p, 'x.predictions is being written by another run', '--outputs_path')
+    first.wait(timeout=300)
+    assert first.returncode == 0 and len(out.read_text().splitlines()) == 50
+    assert not lock.exists()

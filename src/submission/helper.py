@@ -83,15 +83,10 @@ def train(model, writing_params_path, trainer_obj):
     if distributed.is_main():
         try:
             checkpoint.save_params(model, writing_params_path, trainer_obj.train_dataset.itos)
-        except OSError as e:  # e.g. a full disk: the trained model goes to the checkpoint instead
+        except files.WriteError as e:  # e.g. a full disk: the trained model goes to the checkpoint instead
             kept = trainer_obj.keep_end()
-            ckpt = files.checkpoint_path(writing_params_path)
-            raise files.UsageError(
-                f'could not write {writing_params_path} ({e.strerror or e}); ' +
-                (f'the trained model is kept in {ckpt} (step {kept}): make room and run the same command with '
-                 f'--resume to write the params' if kept == trainer_obj.state.step else
-                 f'the last checkpoint kept is {ckpt} (step {kept}): make room and resume from it'
-                 if kept is not None else 'nor could a checkpoint be kept: make room and train again')) from None
+            raise files.UsageError(checkpoint.failed_write(e, files.checkpoint_path(writing_params_path), kept,
+                                                           finished=kept == trainer_obj.state.step)) from None
         ckpt = files.checkpoint_path(writing_params_path)
         if os.path.exists(ckpt):
             os.unlink(ckpt)  # the run is complete; its params file is the result

@@ -29,7 +29,7 @@ from torch.utils.data.dataloader import DataLoader
 
 from .extras import batching, checkpoint, compat, distributed, files, progress
 from .extras.recipe import with_recipe
-from .extras.files import UsageError, remove_partial_files
+from .extras.files import UsageError, remove_own_files
 from .extras.options import Options
 
 logger = logging.getLogger(__name__)
@@ -170,6 +170,8 @@ class Trainer:
         config, opts = self.config, self.options
         self.set_up()
         state = self.state
+        if params_path and distributed.is_main():
+            checkpoint.check_room(params_path, self.model)
         self.saver = saver = checkpoint.Checkpointer(params_path and files.checkpoint_path(params_path),
                                                      opts.checkpoint_every, self.settings(), self.run_options())
         self.resume_or_start(saver)
@@ -202,6 +204,9 @@ class Trainer:
                     raise Interrupted(stop.message(saver.path), stop.code)
                 if state.batch == 0:
                     self.end_epoch()
+        except files.WriteError as e:  # a full disk: the last checkpoint on disk is what is kept
+            raise UsageError(checkpoint.failed_write(e, saver.path, checkpoint.step_of(saver.path),
+                                                     finished=False)) from None
         finally:
             batches.close()
             stop.uninstall()
@@ -430,7 +435,7 @@ class StopFlag:
     def handle(self, signum, frame):
         if self.signum is not None:
             print('\nsecond signal: exiting now without a checkpoint', file=sys.stderr, flush=True)
-            remove_partial_files()  # os._exit skips the cleanup of a checkpoint being written
+            remove_own_files()  # os._exit skips the cleanup of a checkpoint being written and of the lock
             os._exit(128 + signum)
         self.signum = signum
         doing = 'writing a checkpoint after this step' if self.saves else 'stopping after this step'

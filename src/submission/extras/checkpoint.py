@@ -13,15 +13,17 @@ Params files are read with `torch.load(weights_only=True)`, so a params file
 cannot run code, and `check_params_fit` explains in one line a params file
 made for another variant, vocabulary or block size.
 """
+import errno
 import json
 import os
 import random
+import shutil
 import time
 
 import torch
 
 from . import compat, distributed, files
-from .files import UsageError, remove_stale_temporaries, save_text, save_torch
+from .files import UsageError, remove_stale_temporaries, save_torch
 
 FORMAT = 'knowledge-probe-checkpoint/1'
 
@@ -126,6 +128,37 @@ def step_of(path):
         return None
 
 
+def failed_write(error, ckpt_path, kept, finished):
+    """The one line for a training run that could not write error.filename (a files.WriteError):
+    where its work is kept and how to go on. kept: the step of the checkpoint on disk (None:
+    none); finished: the training itself is done, only its params were left to write."""
+    fix = 'make room' if error.errno in (errno.ENOSPC, errno.EDQUOT) else 'fix that'
+    head = f'could not write {error.filename} ({error.strerror}); '
+    if kept is None:
+        return head + f'no checkpoint of the run could be kept: {fix} and train again'
+    if finished:
+        return head + (f'the trained model is kept in {ckpt_path} (step {kept}): {fix} and run the same command '
+                       f'with --resume to write the params')
+    return head + f'the last checkpoint kept is {ckpt_path} (step {kept}): {fix} and run the same command with --resume'
+
+
+def check_room(params_path, model):
+    """Refuse, before any work, a run whose params and checkpoint cannot fit on their disk: at
+    the most the disk holds the params, the checkpoint (the model and AdamW's two moments) and,
+    while it is replaced, its successor."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    ckpt = files.checkpoint_path(params_path)
+    there = os.path.getsize(ckpt) if os.path.exists(ckpt) else 0
+    need = weights + 2 * 3 * weights - there
+    folder = os.path.dirname(os.path.realpath(params_path))
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        mib = lambda n: f'{n / 2 ** 20:.1f} MiB'
+        raise UsageError(f'the disk holding {folder} has {mib(free)} free, but this run writes about {mib(need)} '
+                         f'there (its params, and its checkpoint twice while it is replaced); make room or '
+                         f'choose another --writing_params_path')
+
+
 def check_settings(path, saved, current):
     """Refuse a checkpoint whose run settings differ from this run's (in the settings it records:
     a checkpoint from before a setting was recorded is not refused for it)."""
@@ -144,12 +177,20 @@ def save_params(model, path, itos=None):
     torch.load(map_location='cpu') reads them anywhere), and beside it (params.vocab.json)
     the vocabulary it was trained with, id by id: the course's params hold only its size."""
     beside = files.vocabulary_path(path)
-    if os.path.exists(beside):
-        os.unlink(beside)  # never a stale one beside new params
-    save_torch({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    written = [files.temporary(path, lambda f: torch.save(state, f))]
     if itos is not None:
         characters = [itos[i] for i in range(len(itos))]
-        save_text(json.dumps({'format': VOCABULARY_FORMAT, 'characters': characters}) + '\n', beside)
+        vocabulary = json.dumps({'format': VOCABULARY_FORMAT, 'characters': characters}) + '\n'
+        try:
+            written.append(files.temporary(beside, lambda f: f.write(vocabulary.encode('utf-8'))))
+        except BaseException:
+            files.discard(written)
+            raise
+    # Both files, or neither: the params and the vocabulary they were trained with land together.
+    files.commit(written)
+    if itos is None and os.path.exists(beside):
+        os.unlink(beside)  # never a stale one beside new params
 
 
 def check_vocabulary(path, itos):
@@ -184,8 +225,8 @@ def load_params(path):
     except PermissionError:
         raise UsageError(f'params file {path} cannot be read (permission denied)') from None
     except Exception as e:
-        raise UsageError(f'{path} is not a params file (torch.load failed: {type(e).__name__}); '
-                         f'point to a .params file written by training') from None
+        raise UsageError(f'{path} is not a params file, or is damaged or truncated (torch.load failed: '
+                         f'{type(e).__name__}); point to a .params file written by training, or train it again') from None
     if isinstance(state, dict) and state.get('format') == FORMAT:
         state = state['model']
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -23,7 +23,6 @@ over seeds, per variant, goes to stdout and to runs/demo/comparison.md (and
 differently worded ones, which shows how much the extraction of knowledge for
 unseen people owes to that variety (Allen-Zhu & Li 2023).
 """
-import argparse
 import collections
 import json
 import math
@@ -41,7 +40,7 @@ from .checkpoint import save_params
 from . import files
 from .files import UsageError, save_text
 from ..model import GPT, GPTConfig
-from .options import VARIANTS, Options, apply_to_torch, device_named, whole_number
+from .options import VARIANTS, ArgumentParser, Options, apply_to_torch, device_named, whole_number
 from ..trainer import Interrupted, Trainer, TrainerConfig
 
 REPO = os.path.dirname(files.SRC)
@@ -206,14 +205,8 @@ def table(r):
     return '\n'.join(lines)
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # argparse would print its usage and exit; one line with the problem is enough.
-        raise UsageError(message)
-
-
 def parse(argv):
-    parser = Parser(prog='python -m submission.demo',
+    parser = ArgumentParser(prog='./run.sh demo',
                     description='The birth-place knowledge probe on a synthetic world.')
     parser.add_argument('--out', default=DEFAULT_OUT, help='where to write the world and results.json')
     parser.add_argument('--seed', default=None, help='seed for the world and the training runs (default 0)')

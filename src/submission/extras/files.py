@@ -19,8 +19,10 @@
 * `UsageError`: the one kind of error a user can fix; the message names the
   problem and the fix, and the command lines print it as one `error:` line.
 """
+import errno
 import fnmatch
 import glob
+import io
 import os
 import re
 import stat
@@ -35,6 +37,18 @@ COURSE_FILES = ('wiki.txt', 'birth_places_train.tsv', 'birth_dev.tsv', 'birth_te
 
 class UsageError(Exception):
     """A bad input or setting; the message names the problem and the fix."""
+
+
+class WriteError(OSError):
+    """A file that could not be written (a full disk, a read-only one, a quota): nothing was
+    written there, and a file already there is unchanged. Its filename is the file asked for."""
+
+    def __str__(self):
+        hint = {errno.ENOSPC: 'make room on that disk', errno.EDQUOT: 'make room within your disk quota',
+                errno.EROFS: 'that disk is read-only', errno.EFBIG: 'the file is too large for that disk'}
+        fix = hint.get(self.errno, 'check that folder and its permissions')
+        return (f'could not write {self.filename} ({self.strerror}); nothing was written there (a file '
+                f'already there is unchanged): {fix} or choose another path, and run the command again')
 
 
 def course_data_dir(names=COURSE_FILES):
@@ -93,7 +107,11 @@ def read_text(path, what):
         with open(input_file(path, what), encoding='utf-8') as f:
             return f.read()
     except UnicodeDecodeError:
-        raise UsageError(f'{what} {path} is not UTF-8 text; save it as UTF-8') from None
+        with open(path, 'rb') as f:
+            utf16 = f.read(2) in (b'\xff\xfe', b'\xfe\xff')
+        kind = 'UTF-16 text' if utf16 else 'UTF-8 text (Latin-1 or another encoding?)'
+        raise UsageError(f'{what} {path} is not {"UTF-8 but " if utf16 else ""}{kind}; save it as UTF-8 '
+                         f'(e.g. iconv -f {"utf-16" if utf16 else "latin1"} -t utf-8)') from None
 
 
 # ---------------------------------------------------------------- outputs
@@ -157,10 +175,13 @@ class WriterLock:
     """One run at a time writes a params file: held from before any work until the run ends.
 
     An advisory lock (flock) on params.lock, which the kernel drops when the holder
-    dies, so a killed run never blocks the next; the file is removed when the run ends."""
+    dies, so a killed run never blocks the next; the file is removed when the run ends,
+    and by a hard exit (remove_own_files). One that a killed run (SIGKILL) left is
+    taken over, with a note saying so. Once held, the temporaries a killed writer of the file
+    left are removed (no live writer can own them)."""
 
-    def __init__(self, params_path):
-        self.params_path, self.path, self.fd = params_path, lock_path(params_path), None
+    def __init__(self, params_path, option='--writing_params_path'):
+        self.params_path, self.path, self.fd, self.option = params_path, lock_path(params_path), None, option
 
     def __enter__(self):
         import fcntl
@@ -172,17 +193,27 @@ class WriterLock:
                 holder = os.read(fd, 32).decode('ascii', 'replace').strip() or 'another process'
                 os.close(fd)
                 raise UsageError(f'{self.params_path} is being written by another run ({holder}); wait for it '
-                                 f'to end or give another --writing_params_path') from None
+                                 f'to end or give another {self.option}') from None
             # The holder before us may have removed the file after we opened it: lock the one there now.
             if os.path.exists(self.path) and os.path.samestat(os.fstat(fd), os.stat(self.path)):
                 break
             os.close(fd)
+        left = os.read(fd, 32).decode('ascii', 'replace').strip()
+        if left:
+            print(f'note: {self.path} was left by a run that was killed ({left}); taking it over', flush=True)
+        _locks.add(self.path)
         os.ftruncate(fd, 0)
-        os.write(fd, f'process {os.getpid()}'.encode('ascii'))
+        try:
+            os.pwrite(fd, f'process {os.getpid()}'.encode('ascii'), 0)
+        except OSError:
+            pass  # a full disk: the lock holds without its holder's name, and the run's own write says why it fails
         self.fd = fd
+        for path in (self.params_path, vocabulary_path(self.params_path)):
+            remove_stale_temporaries(path)
         return self
 
     def __exit__(self, *exc):
+        _locks.discard(self.path)
         os.unlink(self.path)
         os.close(self.fd)
 
@@ -210,31 +241,65 @@ def check_outputs_spare_inputs(inputs, outputs):
 
 # ---------------------------------------------------------------- atomic writes
 
-_writing = set()  # temporaries being written right now, for remove_partial_files()
+_writing = set()  # temporaries being written right now, for remove_own_files()
+_locks = set()  # writer locks held right now, for remove_own_files()
 
 
 def atomic_write(path, write):
-    """Call write(file_object) on a temporary file beside path, then rename it onto path.
+    """Call write(file_object), then put what it wrote at path at once: a temporary file
+    beside path, flushed to disk, then renamed onto path. A symlinked output is written
+    through the link (at its real path). A disk that refuses the bytes (full, read-only)
+    raises WriteError and leaves path as it was."""
+    commit([temporary(path, write)])
 
-    A symlinked output is written through the link (at its real path)."""
-    path = os.path.realpath(path)
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    _writing.add(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+
+def temporary(path, write):
+    """What write(file_object) writes, on a new temporary file beside path, synced to disk:
+    (temporary, real path) for commit(). write() writes into memory first, so that every
+    disk error is one of the OSErrors raised here (torch.save's own writer reports a full
+    disk as a RuntimeError about its zip stream), and a failed write leaves nothing."""
+    real = os.path.realpath(path)
+    buffer = io.BytesIO()
+    write(buffer)
+    data = memoryview(buffer.getbuffer())
     try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(real), prefix='.' + os.path.basename(real) + '.',
+                                   suffix='.tmp')
+    except OSError as e:
+        raise WriteError(e.errno, e.strerror, path) from None
+    _writing.add(tmp)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    except BaseException as e:
+        os.close(fd)
+        discard([(tmp, real)])
+        if isinstance(e, OSError):
+            raise WriteError(e.errno, e.strerror, path) from None
         raise
-    finally:
+    os.close(fd)
+    return tmp, real
+
+
+def commit(written):
+    """Rename temporaries (from temporary()) onto their paths: renames need no room on the disk,
+    so files written together land together."""
+    for tmp, real in written:
+        os.replace(tmp, real)
+        _writing.discard(tmp)
+
+
+def discard(written):
+    """Remove temporaries that will not be committed."""
+    for tmp, _ in written:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         _writing.discard(tmp)
 
 
@@ -246,11 +311,12 @@ def save_text(text, path):
     atomic_write(path, lambda f: f.write(text.encode('utf-8')))
 
 
-def remove_partial_files():
-    """Delete the temporaries of writes in progress; for exits that skip `finally` (os._exit)."""
-    for tmp in list(_writing):
+def remove_own_files():
+    """Delete the temporaries of writes in progress and the writer locks held: for exits that
+    skip `finally` (os._exit), so that a hard exit leaves nothing of its own behind."""
+    for path in list(_writing) + list(_locks):
         try:
-            os.unlink(tmp)
+            os.unlink(path)
         except OSError:
             pass
 

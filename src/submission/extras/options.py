@@ -10,6 +10,7 @@ Options() defaults as the command line does (the fast path, on this
 machine's default device, in fp32); Options.course() is
 the course's computation, which a Trainer given no Options runs.
 """
+import argparse
 import math
 import os
 import re
@@ -304,6 +305,44 @@ def warn(text):
     """One line on stderr (from one process under torchrun)."""
     if distributed.local_rank() == 0:
         print(f'warning: {text}', file=sys.stderr)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for our other entry points (the demo, the world, the bench scripts): a bad
+    argument is a UsageError, one line naming it, where argparse would print its usage first."""
+
+    def error(self, message):
+        raise UsageError(f'{message}; see {self.prog} --help')
+
+
+def docopt_refusal(doc, argv, command):
+    """What docopt could not take in argv (a command line for the usage text doc), named, and
+    what to do instead: the first unknown, ambiguous, repeated or ill-valued option."""
+    takes_value = dict((name, bool(value)) for name, value in re.findall(r'^ +(--\w+)(=\w+)?', doc, re.M))
+    seen, args = set(), iter(argv)
+    for arg in args:
+        name, eq, _ = arg.partition('=')
+        if not arg.startswith('--'):
+            return f'unexpected argument {arg!r}: every argument is an --option=value; see {command} --help'
+        # docopt takes any unambiguous start of an option's name.
+        matches = [known for known in takes_value if known == name] or \
+            [known for known in takes_value if known.startswith(name)]
+        if not matches:
+            return f'unknown option {name}; see {command} --help for the options'
+        if len(matches) > 1:
+            return f'{name} could be {" or ".join(matches)}; spell the option out'
+        name = matches[0]
+        if name in seen:
+            return f'{name} is given twice; keep one'
+        seen.add(name)
+        if takes_value[name] and not eq and next(args, '--').startswith('--'):
+            return f'{name} needs a value ({name}=...); see {command} --help'
+        if not takes_value[name] and eq:
+            return f'{name} takes no value; write it alone'
+    usage = re.sub(r'\[[^\]]*\]', '', doc.split('Usage:')[-1].split('\n\n')[0])  # what is not optional
+    required = re.search(r'--\w+=[A-Z]+', usage)
+    needed = f'{required.group(0)} is required; ' if required else ''
+    return f'incomplete arguments: {needed}see {command} --help'
 
 
 def from_command_line(args):

@@ -11,10 +11,13 @@ run keeps (the checkpoint holds it), so a reader tells runs and their sessions
 apart without guessing.
 """
 import json
+import os
 import sys
 import time
 
 import torch
+
+from .files import WriteError
 
 
 def fmt_time(seconds):
@@ -83,10 +86,20 @@ class Progress:
 
 
 class MetricsLog:
-    """Appends one JSON object per line; mirrors scalars to TensorBoard if it is installed."""
+    """Appends one JSON object per line; mirrors scalars to TensorBoard if it is installed.
+
+    Each line goes to the disk whole or not at all: a write the disk refuses (a full disk)
+    is cut back to the line before it and raised as files.WriteError, so the log never ends
+    in half a record."""
 
     def __init__(self, path, enabled=True):
-        self.file = open(path, 'a', encoding='utf-8') if (path and enabled) else None
+        self.path = path
+        self.file = None
+        if path and enabled:
+            try:
+                self.file = open(path, 'ab', buffering=0)
+            except OSError as e:
+                raise WriteError(e.errno, e.strerror, path) from None
         self.tb = None
         if self.file is not None:
             try:
@@ -98,9 +111,15 @@ class MetricsLog:
     def write(self, record):
         if self.file is None:
             return
-        # Flushed every line, so `tail -f` and anything watching the log sees each step.
-        self.file.write(json.dumps(record) + '\n')
-        self.file.flush()
+        # Unbuffered, so `tail -f` and anything watching the log sees each step.
+        line = memoryview((json.dumps(record) + '\n').encode('utf-8'))
+        end = self.file.seek(0, os.SEEK_END)
+        try:
+            while line:
+                line = line[self.file.write(line):]
+        except OSError as e:
+            self.file.truncate(end)
+            raise WriteError(e.errno, e.strerror, self.path) from None
         if self.tb is not None and 'loss' in record:
             for key in ('loss', 'lr', 'tokens_per_s'):
                 if key in record:
@@ -161,7 +180,10 @@ class RunLog:
         """The end record; returns the last loss logged."""
         self.flush()
         self.show.close()
-        self.metrics.write({'event': 'end', 'step': self.state.step, 'loss': self.final_loss,
-                            'elapsed': self.state.elapsed(), 'peak_mb': peak_mb})
+        try:
+            self.metrics.write({'event': 'end', 'step': self.state.step, 'loss': self.final_loss,
+                                'elapsed': self.state.elapsed(), 'peak_mb': peak_mb})
+        except WriteError:
+            pass  # a full disk: the run's own error says what is kept; the end record is not worth more
         self.metrics.close()
         return self.final_loss

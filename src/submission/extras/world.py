@@ -27,15 +27,15 @@ them extractable; the demo shows the same contrast.
 Everything comes from one seeded random.Random, so the same settings give
 byte-identical files.
 
-    python -m submission.world --out DIR [--people N] [--bios-per-person K] [--cities N] [--seed S]
+    python -m submission.extras.world --out DIR [--people N] [--bios-per-person K] [--cities N] [--seed S]
 """
-import argparse
 import json
 import os
 import random
 import sys
 
-from .files import COURSE_FILES, UsageError, save_text
+from .files import COURSE_FILES, UsageError, commit, discard, temporary
+from .options import ArgumentParser
 
 # Written first into every folder the generator fills; a folder that holds
 # course-named files but no marker is not ours, and is never written into
@@ -185,26 +185,34 @@ def write(out, **settings):
     if theirs and not os.path.exists(os.path.join(out, MARKER)):
         raise UsageError(f'{out} holds {theirs[0]} but no {MARKER}, so it was not written here and may be the '
                          f'course data; give an empty directory or one this generator wrote')
-    files = generate(**settings)
+    texts = generate(**settings)
+    texts[MARKER] = json.dumps(settings, sort_keys=True) + '\n'
+    made = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)
-    save_text(json.dumps(settings, sort_keys=True) + '\n', os.path.join(out, MARKER))
-    paths = {}
-    for name, text in files.items():
-        paths[name] = os.path.join(out, name)
-        save_text(text, paths[name])
-    return paths
+    # Every file, or none (a full disk leaves the folder as it was, and no folder it made).
+    written = []
+    try:
+        for name, text in texts.items():
+            written.append(temporary(os.path.join(out, name), lambda f, text=text: f.write(text.encode('utf-8'))))
+    except BaseException:
+        discard(written)
+        if made:
+            os.rmdir(out)
+        raise
+    commit(written)
+    return {name: os.path.join(out, name) for name in texts if name != MARKER}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m submission.world',
+    parser = ArgumentParser(prog='python -m submission.extras.world',
                                      description='Write a synthetic birth-place world in the course formats.')
     parser.add_argument('--out', required=True, help='directory to write the files into')
     parser.add_argument('--people', type=int, default=150)
     parser.add_argument('--bios-per-person', type=int, default=4)
     parser.add_argument('--cities', type=int, default=16)
     parser.add_argument('--seed', type=int, default=0)
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         paths = write(args.out, people=args.people, bios_per_person=args.bios_per_person,
                       cities=args.cities, seed=args.seed)
     except (ValueError, UsageError, OSError) as e:
