@@ -15,6 +15,8 @@ TORCH = tuple(int(part) for part in torch.__version__.split('+')[0].split('.')[:
 HAS_SDPA = TORCH >= (2, 1) and hasattr(F, 'scaled_dot_product_attention')
 # Viewing a tensor as a dtype of another size (64 random bits as four 16-bit draws): from 1.13.
 HAS_DTYPE_VIEW = TORCH >= (1, 13)
+# A switch for scaled_dot_product_attention's cuDNN kernel (torch 2.3 and later; before, it had none).
+HAS_CUDNN_SDPA = hasattr(torch.backends.cuda, 'enable_cudnn_sdp')
 # fp16 autocast and its gradient scaler on the CPU: torch.amp.GradScaler, from 2.3.
 HAS_CPU_FP16 = hasattr(torch, 'amp') and hasattr(torch.amp, 'GradScaler')
 

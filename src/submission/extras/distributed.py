@@ -25,6 +25,11 @@ def launched_by_torchrun():
     return 'RANK' in os.environ and 'WORLD_SIZE' in os.environ
 
 
+def launched_world_size():
+    """How many processes torchrun launched (1 without it), known before the group is joined."""
+    return int(os.environ['WORLD_SIZE']) if launched_by_torchrun() else 1
+
+
 def local_rank():
     return int(os.environ.get('LOCAL_RANK', 0))
 

@@ -83,7 +83,8 @@ class Options:
     # device, in fp32 (Options.course(): the course's computation).
     exact: bool = False
     device: str = field(default_factory=default_device)
-    precision: str = 'fp32'  # bf16 and fp16 only when asked for (precision_for)
+    precision: str = 'fp32'  # the command line's auto: precision_for
+    precision_why: str = ''  # how auto chose it, for the start line
     compile: bool = False
     seed: int = 0
     max_epochs: int = None  # None: the course's number for the run
@@ -233,40 +234,96 @@ def cpu_has_native_bf16():
 
 
 def precision_for(text, device, exact):
-    """fp32, bf16 or fp16; auto is fp32, the course's precision, on every device.
+    """(precision, why): fp32, bf16 or fp16, and for auto the reason of its choice (else '').
 
-    bf16 and fp16 are faster on some hardware but are given only when asked for by name:
-    at the course's settings vanilla's pretraining diverged in bf16 on a GPU where fp32
-    learnt (docs/RESULTS.md), and on this model's small matmuls an H200 ran fp32 (TF32)
-    steps no slower than bf16 ones. The exact course computation is fp32.
+    auto is bf16 where the device computes bf16 natively and, measured at this model's shapes,
+    faster (auto_precision); fp32 elsewhere. bf16 and fp16 asked for by name are given, with a
+    one-line warning. The exact course computation is fp32.
     """
     if text not in PRECISIONS:
         raise UsageError(f'unknown --precision={text}; use {", ".join(PRECISIONS)}')
     if exact:
         if text not in ('auto', 'fp32'):
             raise UsageError(f'--exact computes in fp32 as the course does; drop --precision={text}')
-        return 'fp32'
+        return 'fp32', ''
     if text == 'fp16' and device == 'cpu' and not compat.HAS_CPU_FP16:
         raise UsageError(f'--precision=fp16 on the CPU needs torch 2.3 or newer, this is torch {torch.__version__}; '
                          f'use --precision=fp32 or bf16')
+    if text == 'auto':
+        return auto_precision(device)
     if text in ('bf16', 'fp16'):
         emulated = text == 'bf16' and device == 'cpu' and not cpu_has_native_bf16()
-        warn(f'--precision={text} is not the course\'s fp32, and reduced precision can break training: '
-             f'vanilla\'s pretraining at the course\'s settings diverged in bf16 on a GPU (docs/RESULTS.md)'
+        warn(f'--precision={text} is not the course\'s fp32: the loss follows fp32\'s closely but not exactly '
+             f'(docs/RESULTS.md)'
              + ('; this CPU has no native bf16 instructions (AVX512-BF16 or AMX), so bf16 is also emulated, '
-                'many times slower' if emulated else '') + '; use --precision=fp32 for the course\'s results')
-    return 'fp32' if text == 'auto' else text
+                'many times slower' if emulated else '') + '; use --precision=fp32 for the course\'s computation')
+    return text, ''
+
+
+BF16_GAIN = 1.3  # how much faster bf16's matmuls must be than fp32's for auto to take bf16
+
+
+def auto_precision(device):
+    """(precision, why) for --precision=auto: bf16 where the device has native bf16 (AVX512-BF16
+    or AMX on a CPU, compute capability 8.0 or later on an NVIDIA GPU) and bf16 matmuls at this
+    model's shapes run at least BF16_GAIN times as fast as fp32's (TF32 on a GPU); else fp32.
+    Under several processes, fp32: each would measure for itself, and they must agree."""
+    if distributed.launched_world_size() > 1:
+        return 'fp32', 'auto: fp32 under several processes, which must agree'
+    if device == 'cpu':
+        if not cpu_has_native_bf16():
+            return 'fp32', 'auto: this CPU has no native bf16 (AVX512-BF16 or AMX)'
+    elif device.startswith('cuda'):
+        major, minor = torch.cuda.get_device_capability(device)
+        if major < 8:
+            return 'fp32', f'auto: compute capability {major}.{minor} has no native bf16 (8.0 and later)'
+    else:
+        return 'fp32', f'auto: fp32 on {device}'
+    gain = bf16_matmul_gain(device)
+    if gain < BF16_GAIN:
+        return 'fp32', f'auto: bf16 matmuls ran only {gain:.1f}x as fast as fp32 here'
+    return 'bf16', f'auto: bf16 matmuls ran {gain:.1f}x as fast as fp32 here'
+
+
+def bf16_matmul_gain(device, repeats=3):
+    """fp32's time over bf16's for the model's widest matmul at a pretraining step's shape
+    (128 rows of 127 positions, 256 -> 1024), best of `repeats` each (about 0.2 s on a 2-core CPU)."""
+    import time
+    x = torch.randn(128 * 127, 256, device=device)
+    w = torch.randn(1024, 256, device=device)
+    best = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = x.to(dtype), w.to(dtype)
+        times = []
+        for _ in range(repeats + 1):  # the first call warms up
+            if device.startswith('cuda'):
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            torch.nn.functional.linear(a, b)
+            if device.startswith('cuda'):
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+        best[dtype] = min(times[1:])
+    return best[torch.float32] / best[torch.bfloat16]
 
 
 def apply_to_torch(o):
     """torch's process-wide switches that the options decide: the CPU threads, and on GPUs TF32
     matmuls (10-bit mantissas in fp32 matmuls, several times faster on Ampere and later) for the
-    fast path, strict fp32 for --exact, the course's computation."""
+    fast path, strict fp32 for --exact, the course's computation; and never cuDNN's attention.
+
+    scaled_dot_product_attention prefers cuDNN's kernel for bf16 and fp16 with a mask on recent
+    GPUs (it takes no fp32), and that kernel's backward has given wrong gradients with an explicit
+    mask on H100/H200 (pytorch/pytorch#139298, #196678). Every fused call here passes a
+    mask (packed rows), and vanilla's bf16 pretraining diverged on an H200 where fp32, which
+    never reaches cuDNN, learnt; the memory-efficient kernel takes those calls instead."""
     if o.threads:
         torch.set_num_threads(o.threads)
     if o.device.startswith('cuda'):
         torch.backends.cuda.matmul.allow_tf32 = not o.exact
         torch.backends.cudnn.allow_tf32 = not o.exact
+        if compat.HAS_CUDNN_SDPA:
+            torch.backends.cuda.enable_cudnn_sdp(False)
 
 
 def cpu_name():
@@ -293,6 +350,8 @@ def where_it_runs(o):
     else:
         device = f'cpu ({cpu_name()}, {threads})'
     line = f'running on {device}, {o.precision}, torch {torch.__version__}'
+    if o.precision_why:
+        line += f'; {o.precision_why}'
     if distributed.world_size() > 1:
         line += f', {distributed.world_size()} processes'
     if o.device == 'cpu' and torch.version.cuda and not torch.cuda.is_available():
@@ -363,9 +422,10 @@ def from_command_line(args):
     bottleneck = bottleneck_dim(args['--bottleneck_dim'], variant)
     exact = bool(args['--exact'])
     asked = args['--precision'] or 'auto'
+    kept = None
     if asked == 'auto' and args['--resume'] and function in TRAINS and args['--writing_params_path']:
-        # A resumed run keeps the precision it began with (a bf16 run stays bf16; the checkpoint's setting).
-        asked = checkpoint.setting_of(files.checkpoint_path(args['--writing_params_path']), 'precision') or asked
+        # A resumed run keeps the precision it began with (the checkpoint's setting).
+        kept = checkpoint.setting_of(files.checkpoint_path(args['--writing_params_path']), 'precision')
     if args['--compile'] and not hasattr(torch, 'compile'):
         raise UsageError(f'--compile needs torch 2.0 or newer, this is torch {torch.__version__}; drop --compile')
     check_recipe(args, exact)
@@ -373,6 +433,19 @@ def from_command_line(args):
     real = lambda key, **kw: None if args[key] is None else fraction(args[key], key, **kw)
     device = device_named(args['--device'])
     number = lambda key, **kw: None if args[key] is None else whole_number(args[key], key, **kw)
+    numbers = dict(seed=number('--seed', low=0, high=SEED_LIMIT - 1) or 0, max_epochs=number('--max_epochs'),
+                   max_steps=number('--max_steps'), batch_size=number('--batch_size', high=BATCH_LIMIT),
+                   learning_rate=real('--learning_rate', open_low=True), weight_decay=real('--weight_decay'),
+                   dropout=real('--dropout', high=0.9), threads=number('--threads', high=os.cpu_count() * 4),
+                   checkpoint_every=300.0 if args['--checkpoint_every'] is None
+                   else seconds(args['--checkpoint_every'], '--checkpoint_every'))
+    # Last, once every other value is good: auto may time a few matmuls. Evaluation is fp32 on every path.
+    if function not in TRAINS:
+        precision, precision_why = 'fp32', ''
+    elif kept:
+        precision, precision_why = kept, 'auto: the precision the resumed run began with'
+    else:
+        precision, precision_why = precision_for(asked, device, exact)
     return Options(
         function=function, variant=variant, bottleneck_dim=bottleneck,
         pretrain_corpus_path=args['--pretrain_corpus_path'], writing_params_path=args['--writing_params_path'],
@@ -380,17 +453,9 @@ def from_command_line(args):
         eval_corpus_path=args['--eval_corpus_path'], outputs_path=args['--outputs_path'],
         pretrain_questions=args['--pretrain_questions'],
         exact=exact, device=device,
-        # Evaluation computes in fp32 on every path.
-        precision=precision_for(asked, device, exact) if function in TRAINS else 'fp32',
-        compile=bool(args['--compile']),
-        seed=number('--seed', low=0, high=SEED_LIMIT - 1) or 0,
-        max_epochs=number('--max_epochs'), schedule_epochs=schedule_epochs, max_steps=number('--max_steps'),
-        batch_size=number('--batch_size', high=BATCH_LIMIT), learning_rate=real('--learning_rate', open_low=True),
-        weight_decay=real('--weight_decay'), dropout=real('--dropout', high=0.9),
-        threads=number('--threads', high=os.cpu_count() * 4),
+        precision=precision, precision_why=precision_why,
+        compile=bool(args['--compile']), schedule_epochs=schedule_epochs, **numbers,
         resume=bool(args['--resume']), restart=bool(args['--restart']),
-        checkpoint_every=300.0 if args['--checkpoint_every'] is None
-        else seconds(args['--checkpoint_every'], '--checkpoint_every'),
         submission_dir=args['--submission_dir'] or 'submission', data_dir=args['--data_dir'] or 'data',
         report_dir=args['--report_dir'] or 'reports',
     )
