@@ -305,6 +305,12 @@ class LayerCache:
             self.v = v.new_zeros(self.rows, v.size(1), self.size, v.size(-1))
             self.bias = None if bias is None else bias.new_zeros(self.rows, 1, 1, self.size)
 
+    def keep(self, rows):
+        """Only these rows (a long tensor of row numbers) from now on, in this order."""
+        self.k, self.v = self.k[rows], self.v[rows]
+        self.bias = None if self.bias is None else self.bias[rows]
+        self.rows = len(rows)
+
     def extend(self, k, v, bias, pos):
         b, t = pos.shape
         if self.k is None:

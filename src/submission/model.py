@@ -201,6 +201,11 @@ class GPT(nn.Module):
             return PerceiverCache([layer.section(start, stop) for layer in cache.layers])
         return [layer.section(start, stop) for layer in cache]
 
+    def keep_rows(self, cache, rows):
+        """Only these rows of a new_cache from now on (decoding drops the rows that have answered)."""
+        for layer in cache.layers if self.config.perceiver else cache:
+            layer.keep(rows)
+
     def forward(self, idx, targets=None, pos=None, cache=None):
         b, t = idx.size()
         assert t <= self.block_size, "Cannot forward, model block size is exhausted."

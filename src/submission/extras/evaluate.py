@@ -20,6 +20,7 @@ from ..dataset import MASK_CHAR
 STEPS = 32  # greedy characters per question, as in the course
 PREFILL_ROWS = 128  # prompts run into the cache together
 DECODE_ROWS = 256   # rows decoded together (their cache: 0.7 MB a row for dev questions)
+COMPACT = 0.75  # the rows still decoding are taken out of the batch once they are this share or less
 
 
 def prediction_from(completion):
@@ -81,17 +82,26 @@ def predict_batch(model, prompts, itos, device, steps=STEPS):
         firsts.append(prefill(model, prompts[start:stop], model.cache_section(cache, start, stop), device))
     nxt = torch.cat(firsts)
     lens = torch.tensor([len(p) for p in prompts], device=device)
-    out = [nxt]
+    # A row's answer ends at its second MASK (id 1); what it would write after is never read.
+    generated = torch.ones(B, steps, dtype=torch.long, device=device)
+    generated[:, 0] = nxt
+    rows = torch.arange(B, device=device)  # the rows in the batch, as numbered in `generated`
     done = nxt == 1
     for step in range(1, steps):
-        if bool(done.all()):
+        left = len(rows) - int(done.sum())
+        if left == 0:
             break
-        logits, _ = model(nxt[:, None], pos=(lens + step - 1)[:, None], cache=cache)
+        if left <= COMPACT * len(rows):
+            # Most rows have answered (answers are a few characters; a few rows run all 32
+            # steps): decode only the rest, dropping the others from the cache.
+            keep = (~done).nonzero()[:, 0]
+            model.keep_rows(cache, keep)
+            rows, nxt, done = rows[keep], nxt[keep], done[keep]
+        logits, _ = model(nxt[:, None], pos=(lens[rows] + step - 1)[:, None], cache=cache)
         nxt = logits[:, -1].argmax(-1)
-        out.append(nxt)
+        generated[rows, step] = nxt
         done |= nxt == 1
-    generated = torch.stack(out, 1).tolist()
-    return [''.join(itos[i] for i in g).split(MASK_CHAR)[0] for g in generated]
+    return [''.join(itos[i] for i in g).split(MASK_CHAR)[0] for g in generated.tolist()]
 
 
 def predict_places(model, questions, stoi, itos, device, exact=False, batch_size=DECODE_ROWS):
