@@ -37,9 +37,9 @@ from docopt import docopt, DocoptExit
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, 'src')
 sys.path.insert(0, SRC)
-from submission.extras import options  # noqa: E402
-from submission.extras.files import UsageError, course_data_dir, log_path  # noqa: E402
-from submission.extras.options import cpu_flags, cpu_name  # noqa: E402
+from submission.lib import options  # noqa: E402
+from submission.lib.files import UsageError, course_data_dir, log_path  # noqa: E402
+from submission.lib.options import cpu_flags, cpu_name  # noqa: E402
 
 MATMUL_PARAMS = 4 * (4 * 256 * 256 + 2 * 256 * 1024) + 256 * 256  # 4 blocks' linears, and the head
 N_LAYER, N_EMBD = 4, 256

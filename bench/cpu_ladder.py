@@ -25,7 +25,8 @@ import sys
 import pipeline
 
 sys.path.insert(0, pipeline.SRC)
-from submission.extras import files, options, report  # noqa: E402
+from submission.lib import files, options  # noqa: E402
+from tools import report  # noqa: E402
 
 ROOT = os.path.dirname(pipeline.SRC)
 COLUMNS = ['variant', 'epochs', 'seed', 'pretrain_steps', 'pretrain_s', 'finetune_s', 'eval_dev_s', 'total_s',

@@ -16,7 +16,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'src'))
-from submission.extras.batching import make_batch  # noqa: E402
+from submission.lib.batching import make_batch  # noqa: E402
 from submission.dataset import CharCorruptionDataset  # noqa: E402
 
 # (M, K, N) of the pretraining step's matmuls: ~7,700 packed tokens by the

@@ -32,7 +32,8 @@ import time
 BENCH = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(BENCH), 'src')
 sys.path.insert(0, SRC)
-from submission.extras import files, options, report  # noqa: E402
+from submission.lib import files, options  # noqa: E402
+from tools import report  # noqa: E402
 import run as run_py  # noqa: E402
 
 COLUMNS = ['label', 'variant', 'stage', 'seconds', 'result', 'device']

@@ -22,12 +22,13 @@ import sys
 BENCH = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(BENCH), 'src')
 sys.path.insert(0, SRC)
-from submission.extras import files, options, report  # noqa: E402
+from submission.lib import files, options  # noqa: E402
+from tools import report  # noqa: E402
 import run as run_py  # noqa: E402
 from pipeline import fail  # noqa: E402
 
 # run.py with cuDNN's attention allowed again after the options have switched it off.
-CUDNN_ALLOWED = ("import runpy, sys, torch; from submission.extras import options; a = options.apply_to_torch; "
+CUDNN_ALLOWED = ("import runpy, sys, torch; from submission.lib import options; a = options.apply_to_torch; "
                  "options.apply_to_torch = lambda o: (a(o), torch.backends.cuda.enable_cudnn_sdp(True)); "
                  "sys.argv = ['run.py'] + sys.argv[1:]; runpy.run_path('run.py', run_name='__main__')")
 

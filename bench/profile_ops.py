@@ -27,12 +27,12 @@ from torch.profiler import ProfilerActivity, profile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'src'))
 from submission import helper
-from submission.extras import evaluate  # noqa: E402
-from submission.extras.batching import make_batch  # noqa: E402
+from tools import evaluate  # noqa: E402
+from submission.lib.batching import make_batch  # noqa: E402
 from submission.dataset import CharCorruptionDataset  # noqa: E402
-from submission.extras.files import UsageError, course_data_dir  # noqa: E402
+from submission.lib.files import UsageError, course_data_dir  # noqa: E402
 from submission.model import GPTConfig  # noqa: E402
-from submission.extras.options import Options, docopt_refusal, whole_number  # noqa: E402
+from submission.lib.options import Options, docopt_refusal, whole_number  # noqa: E402
 from submission.trainer import epoch_order  # noqa: E402
 
 

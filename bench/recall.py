@@ -25,8 +25,8 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 sys.path.insert(0, SRC)
 from submission.dataset import CharCorruptionDataset, MASK_CHAR, PAD_CHAR  # noqa: E402
 from submission import utils  # noqa: E402
-from submission.extras import checkpoint, files, options  # noqa: E402
-from submission.extras.files import UsageError  # noqa: E402
+from submission.lib import checkpoint, files, options  # noqa: E402
+from submission.lib.files import UsageError  # noqa: E402
 import run  # noqa: E402
 
 

@@ -22,8 +22,8 @@ work=$(mktemp -d)
 trap 'git -C "$repo" worktree remove --force "$work/a" 2>/dev/null; git -C "$repo" worktree remove --force "$work/b" 2>/dev/null; rm -rf "$work"' EXIT
 git -C "$repo" worktree add -q --detach "$work/a" "$base"
 git -C "$repo" worktree add -q --detach "$work/b" "$other"
-# The world generator of OTHER (submission/extras/world.py, or submission/world.py before the move).
-(cd "$work/b/src" && { "$py" -m submission.extras.world --out "$work/world" --people 150 ||
+# The world generator of OTHER (tools/world.py, or submission/world.py before the move).
+(cd "$work/b/src" && { "$py" -m tools.world --out "$work/world" --people 150 ||
     "$py" -m submission.world --out "$work/world" --people 150; } >/dev/null 2>&1)
 export OMP_NUM_THREADS=1 PYTHON=$py
 

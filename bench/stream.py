@@ -39,9 +39,9 @@ import recall  # noqa: E402
 SRC = recall.SRC
 from submission import helper  # noqa: E402
 from submission.dataset import CharCorruptionDataset, MASK_CHAR  # noqa: E402
-from submission.extras import batching, files, options  # noqa: E402
-from submission.extras.files import UsageError  # noqa: E402
-from submission.extras.options import Options  # noqa: E402
+from submission.lib import batching, files, options  # noqa: E402
+from submission.lib.files import UsageError  # noqa: E402
+from submission.lib.options import Options  # noqa: E402
 from submission.model import GPT, GPTConfig  # noqa: E402
 
 BLOCK = 128

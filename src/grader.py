@@ -35,7 +35,7 @@ PAD, MASK = '\u25A1', '\u2047'
 
 def need_data(name):
     """data/<name>, found where the project keeps the course data (src/data)."""
-    folder = submission().extras.files.course_data_dir((name,))
+    folder = submission().lib.files.course_data_dir((name,))
     if folder is None:
         raise NotRun(f'data/{name} missing (put the course data in src/data, see src/data/README.md)')
     return os.path.join(folder, name)

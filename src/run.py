@@ -56,10 +56,11 @@ import torch
 from docopt import docopt, DocoptExit
 
 from submission.dataset import MASK_CHAR, PAD_CHAR, CharCorruptionDataset, NameDataset, check_finetune_corpus
-from submission.extras import compat, distributed, evaluate, files, options
-from submission.extras.checkpoint import load_into
-from submission.extras.files import UsageError
-from submission.extras.recipe import QuestionMix
+from submission.lib import compat, distributed, files, options
+from tools import evaluate
+from submission.lib.checkpoint import load_into
+from submission.lib.files import UsageError
+from submission.lib.recipe import QuestionMix
 from submission.helper import (finetune, initialize_perceiver_model, initialize_rope_model,
                                initialize_synthesizer_model, initialize_vanilla_model, pretrain, train)
 from submission.model import GPTConfig
@@ -202,7 +203,7 @@ def build_model(o, pretrain_dataset):
 def main(argv=None):
     o = parse(argv)
     if o.function == 'report':
-        from submission.extras import report
+        from tools import report
         report.main(o.submission_dir, o.data_dir, o.report_dir)
         return
     if o.function == 'london_baseline':

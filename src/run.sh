@@ -97,7 +97,7 @@ london_baseline)
 report)
     exec "$PY" run.py --function=report --submission_dir=$S --data_dir=$D --report_dir=./reports "$@" ;;
 demo)
-    exec "$PY" -m submission.extras.demo "$@" ;;
+    exec "$PY" -m tools.demo "$@" ;;
 *)
     if [ -z "$cmd" ]; then echo "Usage: ./run.sh COMMAND [run.py options]. Valid commands:" >&2
     else echo "Unknown command '$cmd'. Valid commands:" >&2; fi

@@ -30,8 +30,8 @@ sys.path.insert(0, SRC)
 # In-process tests use small models, for which one thread beats two on a shared 2-core machine.
 torch.set_num_threads(1)
 
-from submission.extras import world  # noqa: E402
-from submission.extras.files import COURSE_FILES, course_data_dir  # noqa: E402
+from tools import world  # noqa: E402
+from submission.lib.files import COURSE_FILES, course_data_dir  # noqa: E402
 
 COURSE_DATA = course_data_dir()
 NO_COURSE_DATA = ('course data not found: put the five course files in src/data '

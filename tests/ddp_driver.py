@@ -19,9 +19,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'src'))
-from submission.extras import distributed  # noqa: E402
+from submission.lib import distributed  # noqa: E402
 from submission import CharCorruptionDataset, GPT, GPTConfig, NameDataset, Trainer, TrainerConfig, train  # noqa: E402
-from submission.extras.options import Options  # noqa: E402
+from submission.lib.options import Options  # noqa: E402
 from submission.trainer import Interrupted  # noqa: E402
 
 out, wiki, tsv, mode = sys.argv[1:5]

@@ -14,8 +14,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'src'))
 from submission import CharCorruptionDataset, GPT, GPTConfig, Trainer, TrainerConfig, train  # noqa: E402
-from submission.extras.files import UsageError  # noqa: E402
-from submission.extras.options import Options  # noqa: E402
+from submission.lib.files import UsageError  # noqa: E402
+from submission.lib.options import Options  # noqa: E402
 from submission.trainer import Interrupted  # noqa: E402
 
 out, wiki, mode = sys.argv[1:4]

@@ -123,7 +123,7 @@ def test_checkpoint_or_log_beside_the_output_is_an_input(work):
 
 def test_demo_and_world_never_write_over_the_course_data(src_copy):
     # run.sh demo --out data would have overwritten wiki.txt and the question files.
-    refused(src_copy, ['data'], 'world.json', 'course data', command=[sys.executable, '-m', 'submission.extras.world', '--out'])
+    refused(src_copy, ['data'], 'world.json', 'course data', command=[sys.executable, '-m', 'tools.world', '--out'])
     refused(src_copy, ['data'], 'inside the code (src/)', command=['./run.sh', 'demo', '--small', '--out'])
 
 
@@ -198,7 +198,7 @@ def test_corpus_with_the_reserved_mask_or_pad_character(src_copy):
 def test_cuda_on_a_machine_without_cuda(src_copy):
     refused(src_copy, pretrain('x.params') + ['--device=cuda'], 'no CUDA', '--device=cpu')
     refused(src_copy, ['--seed', '1', '--device', 'cuda', '--small'], 'no CUDA',
-            command=[sys.executable, '-m', 'submission.extras.demo'])
+            command=[sys.executable, '-m', 'tools.demo'])
 
 
 @pytest.mark.parametrize('device', ['tpu', 'cuda:x', 'cpu:0', ''])
@@ -266,7 +266,7 @@ def test_a_killed_checkpoint_write_leaves_no_temporary(tmp_path):
     code = f'''
 import os, signal, sys, time
 sys.path.insert(0, {SRC!r})
-from submission.extras.files import atomic_write
+from submission.lib.files import atomic_write
 from submission.trainer import StopFlag
 StopFlag().install()
 def write(f):

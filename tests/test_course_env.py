@@ -66,7 +66,7 @@ def test_london_baseline_report_and_grader(src_copy):
 
 
 def test_demo(tmp_path):
-    p = run([sys.executable, '-m', 'submission.extras.demo', '--small', '--threads=2', f'--out={tmp_path}'], SRC,
+    p = run([sys.executable, '-m', 'tools.demo', '--small', '--threads=2', f'--out={tmp_path}'], SRC,
             timeout=900)
     assert p.returncode == 0, p.stderr
     assert 'pretrain + finetune' in p.stdout and (tmp_path / 'results.json').exists()

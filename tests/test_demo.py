@@ -1,6 +1,6 @@
-"""Tests of the synthetic world (submission/extras/world.py) and the embedded demo (submission/extras/demo.py).
+"""Tests of the synthetic world (tools/world.py) and the embedded demo (tools/demo.py).
 
-The world tests are fast. The demo test runs `python -m submission.extras.demo --small`
+The world tests are fast. The demo test runs `python -m tools.demo --small`
 as a user would, about two minutes on two CPU cores, and checks that
 pretraining beats both finetuning alone and the most-frequent-city baseline.
 """
@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import SRC, assert_one_line_error, run
-from submission.extras import world
+from tools import world
 
 FILES = ['wiki.txt', 'birth_places_train.tsv', 'birth_dev.tsv', 'birth_test_inputs.tsv', 'birth_test.tsv']
 # The --small demo reached 50, 75 and 55 % against at most 15 % for the other
@@ -88,23 +88,23 @@ def test_one_bio_switch():
 
 def test_world_cli(tmp_path):
     out = tmp_path / 'w'
-    done = run_module(['submission.extras.world', '--out', str(out), '--people', '12', '--cities', '4'])
+    done = run_module(['tools.world', '--out', str(out), '--people', '12', '--cities', '4'])
     assert done.returncode == 0, done.stderr
     assert sorted(os.listdir(out)) == sorted(FILES + [world.MARKER])
-    bad = run_module(['submission.extras.world', '--out', str(out), '--people', '2'])
+    bad = run_module(['tools.world', '--out', str(out), '--people', '2'])
     assert bad.returncode != 0 and 'Traceback' not in bad.stderr
 
 
 @pytest.mark.parametrize('args', [['--bogus'], ['--seed', 'x'], ['--device', 'tpu'], ['--out']])
 def test_demo_bad_options_give_one_line(args):
-    done = run_module(['submission.extras.demo', *args])
+    done = run_module(['tools.demo', *args])
     assert done.returncode == 2
     assert_one_line_error(done)
     assert len(done.stderr.strip().split('\n')) == 1, done.stderr
 
 
 def test_small_demo_pretraining_beats_both_baselines(tmp_path):
-    done = run_module(['submission.extras.demo', '--small', '--out', str(tmp_path)], timeout=900)
+    done = run_module(['tools.demo', '--small', '--out', str(tmp_path)], timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     with open(tmp_path / 'results.json', encoding='utf-8') as f:
         results = json.load(f)

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from conftest import lines_of, read
 from submission import GPT, CharCorruptionDataset, GPTConfig, NameDataset
 from submission import attention
-from submission.extras import batching, evaluate
+from submission.lib import batching
+from tools import evaluate
 from submission.model import packed_mask
 
 

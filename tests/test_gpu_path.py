@@ -14,11 +14,12 @@ import torch.nn.parallel as nn_parallel
 
 from conftest import assert_one_line_error, read, run, run_py
 from submission import helper
-from submission.extras import checkpoint, demo, distributed, options
+from submission.lib import checkpoint, distributed, options
+from tools import demo
 from submission.dataset import CharCorruptionDataset
-from submission.extras.files import UsageError
+from submission.lib.files import UsageError
 from submission.model import GPT, GPTConfig
-from submission.extras.options import Options
+from submission.lib.options import Options
 from submission.trainer import Trainer, TrainerConfig
 
 

@@ -14,7 +14,7 @@ matplotlib.use('Agg')
 import matplotlib.image
 
 from conftest import SRC, lines_of
-from submission.extras import report
+from tools import report
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 

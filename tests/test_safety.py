@@ -83,7 +83,7 @@ def test_a_second_run_on_the_same_params_is_refused_while_the_first_runs(src_cop
 FULL_DISK = '''
 import errno, runpy, sys
 sys.path.insert(0, '.')
-import submission.extras.files as files
+import submission.lib.files as files
 real = files.temporary
 def temporary(path, write):
     if path.endswith('.params'):
@@ -116,9 +116,9 @@ def test_a_run_whose_weights_turn_nan_stops_in_one_line_and_keeps_them_nowhere(w
     diverged run (a bf16 perceiver on a GPU ended so): it stops at once, and neither the params file
     nor the checkpoint (written every step here) takes the NaN weights."""
     from submission import CharCorruptionDataset, GPT, GPTConfig, Trainer, TrainerConfig, helper
-    from submission.extras import checkpoint, files
-    from submission.extras.files import UsageError
-    from submission.extras.options import Options
+    from submission.lib import checkpoint, files
+    from submission.lib.files import UsageError
+    from submission.lib.options import Options
     ds = CharCorruptionDataset(read(world_data, 'wiki.txt'), 64)
     torch.manual_seed(0)
     model = GPT(GPTConfig(ds.vocab_size, 64, n_layer=1, n_head=2, n_embd=16, exact=False))
@@ -145,7 +145,7 @@ def test_a_run_whose_weights_turn_nan_stops_in_one_line_and_keeps_them_nowhere(w
 def test_a_loss_that_is_not_finite_with_finite_weights_goes_on(world_data):
     """The fp16 case: an inf loss whose step is skipped leaves the weights as they were; training goes on."""
     from submission import CharCorruptionDataset, GPT, GPTConfig, Trainer, TrainerConfig
-    from submission.extras.options import Options
+    from submission.lib.options import Options
     ds = CharCorruptionDataset(read(world_data, 'wiki.txt'), 64)
     model = GPT(GPTConfig(ds.vocab_size, 64, n_layer=1, n_head=2, n_embd=16, exact=False))
     trainer = Trainer(model, ds, None, TrainerConfig(max_epochs=1, batch_size=16, learning_rate=1e-3),
@@ -297,7 +297,7 @@ def test_the_grader_reads_no_pipe(src_copy):
 
 
 def test_the_demo_stops_on_ctrl_c_in_one_line_with_130(tmp_path):
-    proc = subprocess.Popen([sys.executable, '-m', 'submission.extras.demo', '--small', '--threads=1',
+    proc = subprocess.Popen([sys.executable, '-m', 'tools.demo', '--small', '--threads=1',
                              f'--out={tmp_path / "demo"}'], cwd=SRC, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     while 'pretraining' not in proc.stdout.readline():
@@ -312,7 +312,7 @@ def test_the_demo_stops_on_ctrl_c_in_one_line_with_130(tmp_path):
 @pytest.mark.parametrize('out', ['submission', '.', 'data/demo'])
 def test_the_demo_writes_nothing_into_the_code(src_copy, out):
     refused(src_copy, ['--small', f'--out={out}'], '--out', 'inside the code (src/)',
-            command=[sys.executable, '-m', 'submission.extras.demo'])
+            command=[sys.executable, '-m', 'tools.demo'])
 
 
 def test_the_report_skips_numbers_out_of_range(src_copy):
@@ -343,7 +343,7 @@ def test_the_restricted_unpickler_loads_params_and_checkpoints_and_refuses_code(
                                                                               monkeypatch):
     """What loads where torch.load has no weights_only (torch before 1.13), run on today's torch: real
     params and a real checkpoint load; a pickle that would run code is refused, and nothing runs."""
-    from submission.extras import compat
+    from submission.lib import compat
     monkeypatch.setattr(compat, 'TORCH', (1, 10))
     state = compat.safe_load(params['vanilla'])
     assert torch.equal(state['head.weight'], torch.load(params['vanilla'], weights_only=True)['head.weight'])
@@ -471,7 +471,7 @@ def test_predictions_report_and_world_on_a_full_disk(src_copy, params, small_dis
     assert f'could not write {old} (No space left on device)' in p.stderr and 'make room' in p.stderr
     p = refused(src_copy, ['--function=report', f'--report_dir={disk}/reports'], watch=[disk])
     assert 'could not write' in p.stderr and f'{disk}/reports' in p.stderr
-    p = refused(src_copy, ['--out', f'{disk}/world'], command=[sys.executable, '-m', 'submission.extras.world'],
+    p = refused(src_copy, ['--out', f'{disk}/world'], command=[sys.executable, '-m', 'tools.world'],
                 watch=[disk])
     assert 'could not write' in p.stderr and not (disk / 'world').exists()  # nor a folder of its own
     assert old.read_text() == 'London\n' and stray(disk) == [] and stray(disk / 'reports') == []
@@ -479,7 +479,7 @@ def test_predictions_report_and_world_on_a_full_disk(src_copy, params, small_dis
 
 def test_the_params_and_their_vocabulary_land_together_or_not_at_all(src_copy, tmp_path, monkeypatch):
     """A full disk while the vocabulary is written: the params already there and theirs stay."""
-    from submission.extras import checkpoint, files
+    from submission.lib import checkpoint, files
     from submission.model import GPT, GPTConfig
     model = GPT(GPTConfig(5, 8, n_layer=1, n_head=1, n_embd=4))
     path = str(tmp_path / 'm.params')
@@ -574,7 +574,7 @@ def test_gpu_full_refuses_a_misspelt_option_before_making_anything():
     assert (sorted(os.listdir(runs)) if os.path.isdir(runs) else []) == before
 
 
-NAMED = re.compile(r'(\./run\.sh [a-z_]+|python -m submission\.[\w.]+|python (?:src/)?run\.py|bench/\w+\.(?:py|sh))')
+NAMED = re.compile(r'(\./run\.sh [a-z_]+|python -m (?:submission|tools)\.[\w.]+|python (?:src/)?run\.py|bench/\w+\.(?:py|sh))')
 
 
 def test_every_command_a_usage_or_error_line_names_works_as_written(src_copy):
@@ -583,17 +583,17 @@ def test_every_command_a_usage_or_error_line_names_works_as_written(src_copy):
     said = []
     for command in (['./run.sh'], ['./run.sh', 'vanilla_pretrainn'], [sys.executable, 'run.py'],
                     [sys.executable, 'run.py', '--function=pretrain', '--bogus'],
-                    [sys.executable, '-m', 'submission.extras.demo', '--bogus'],
-                    [sys.executable, '-m', 'submission.extras.world', '--bogus'],
-                    [sys.executable, '-m', 'submission.extras.demo', '--help'],
-                    [sys.executable, '-m', 'submission.extras.world', '--help'],
+                    [sys.executable, '-m', 'tools.demo', '--bogus'],
+                    [sys.executable, '-m', 'tools.world', '--bogus'],
+                    [sys.executable, '-m', 'tools.demo', '--help'],
+                    [sys.executable, '-m', 'tools.world', '--help'],
                     [sys.executable, os.path.join(BENCH, 'bench.py'), '--bogus'],
                     [sys.executable, os.path.join(BENCH, 'pipeline.py'), '--bogus'],
                     [sys.executable, os.path.join(BENCH, 'stream.py'), '--bogus']):
         p = run(command, src_copy, timeout=120)
         said.append(p.stdout + p.stderr)
     named = sorted(set(NAMED.findall('\n'.join(said))))
-    assert './run.sh demo' in named and 'python -m submission.extras.world' in named, named
+    assert './run.sh demo' in named and 'python -m tools.world' in named, named
     for name in named:
         if name.startswith('./run.sh'):
             p = run(['./run.sh', name.split()[1], '--help'], src_copy, timeout=120)

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import assert_one_line_error, lines_of, run_py
 from submission.dataset import CharCorruptionDataset
-from submission.extras.recipe import fitted_schedule
+from submission.lib.recipe import fitted_schedule
 from submission.trainer import TrainerConfig, lr_at
 
 COURSE_PRETRAIN = dict(max_epochs=650, batch_size=128, learning_rate=6e-3, lr_decay=True, warmup_tokens=512 * 20)
@@ -195,7 +195,7 @@ def test_the_cpu_recipe_commands_train_the_recipe_and_take_an_option_given_after
     """./run.sh VARIANT_pretrain_cpu writes the course's params file with run.sh's recipe; a recipe
     option given after the command replaces the recipe's own instead of being refused as given twice."""
     from conftest import run
-    from submission.extras import files, options
+    from submission.lib import files, options
     recipe = dict(option[2:].split('=') for option in files.COMMANDS['synthesizer_pretrain_cpu']
                   if option.split('=')[0] in options.RECIPE)
     sub = src_copy / 'submission'

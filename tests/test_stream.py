@@ -14,7 +14,7 @@ from conftest import ROOT, assert_one_line_error, run
 sys.path.insert(0, os.path.join(ROOT, 'bench'))
 import stream  # noqa: E402
 from submission import dataset, trainer  # noqa: E402
-from submission.extras import batching  # noqa: E402
+from submission.lib import batching  # noqa: E402
 
 
 def compare(folder, epochs=6, rate_epochs=30):

@@ -16,7 +16,8 @@ from torch.nn import functional as F
 
 from conftest import assert_one_line_error, lines_of, read, run, run_py
 from submission import GPT, CharCorruptionDataset, GPTConfig, NameDataset, apply_rotary_emb, precompute_rotary_emb
-from submission.extras import batching, demo, evaluate, report
+from submission.lib import batching
+from tools import demo, evaluate, report
 from test_spec import CourseAttention, CourseBlock
 
 N_LAYER, N_HEAD, N_EMBD = 4, 8, 256

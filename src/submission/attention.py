@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .extras import compat
+from .lib import compat
 
 
 # ---------------------------------------------------------------- the modules

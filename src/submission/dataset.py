@@ -15,9 +15,9 @@ import random
 import torch
 from torch.utils.data import Dataset
 
-from .extras.batching import encode
-from .extras.files import UsageError, read_text
-from .extras.options import warn
+from .lib.batching import encode
+from .lib.files import UsageError, read_text
+from .lib.options import warn
 
 MASK_CHAR = u"\u2047"  # the doublequestion mark ⁇
 PAD_CHAR = u"\u25A1"   # the empty square □

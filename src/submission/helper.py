@@ -9,10 +9,10 @@ as an optional last argument, which they hand to the Trainer.
 import os
 import random
 
-from .extras import checkpoint, distributed, files
+from .lib import checkpoint, distributed, files
 from .dataset import NameDataset, CharCorruptionDataset
 from .model import GPT
-from .extras.options import default_device
+from .lib.options import default_device
 from .trainer import Trainer, TrainerConfig
 
 random.seed(0)

@@ -20,13 +20,13 @@ course computation:
   row, pos restarting at 0 where each begins. Tokens then attend only within
   their example, and the position (embedding or rotation) is each token's
   own, so every example sees exactly what it would see alone in its own row
-  (see extras/batching.py). The perceiver cannot pack: its slots summarise a
+  (see lib/batching.py). The perceiver cannot pack: its slots summarise a
   whole row, so examples sharing a row would share slots; its fast path trims
   rows instead.
 * GPT.forward(idx, pos=..., cache=GPT.new_cache(size, rows)) decodes, one
   example (a question) a row: each layer keeps its keys and values, and each
   call adds the given positions (the prompts, then one character per row, each
-  at its own position; see extras/evaluate.py). The perceiver keeps three
+  at its own position; see tools/evaluate.py). The perceiver keeps three
   kinds (see `PerceiverCache`).
 """
 import torch

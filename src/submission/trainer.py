@@ -27,10 +27,10 @@ import torch
 import torch.optim as optim
 from torch.utils.data.dataloader import DataLoader
 
-from .extras import batching, checkpoint, compat, distributed, files, progress
-from .extras.recipe import with_recipe
-from .extras.files import UsageError, remove_own_files
-from .extras.options import Options
+from .lib import batching, checkpoint, compat, distributed, files, progress
+from .lib.recipe import with_recipe
+from .lib.files import UsageError, remove_own_files
+from .lib.options import Options
 
 logger = logging.getLogger(__name__)
 

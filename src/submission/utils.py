@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from .extras.files import UsageError, read_text
+from .lib.files import UsageError, read_text
 
 
 def set_seed(seed):

@@ -23,10 +23,10 @@ import json
 import math
 import os
 
-from .. import utils
-from .files import MADE_BY, WRITES, UsageError, atomic_write, log_path, save_text
-from .options import VARIANTS
-from .progress import fmt_time
+from submission import utils
+from submission.lib.files import MADE_BY, WRITES, UsageError, atomic_write, log_path, save_text
+from submission.lib.options import VARIANTS
+from submission.lib.progress import fmt_time
 
 NOT_RUN = 'not run'
 try:  # the plots need it; the course's own environment has no matplotlib

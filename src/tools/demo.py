@@ -35,13 +35,13 @@ import time
 import torch
 
 from . import evaluate, world
-from ..dataset import CharCorruptionDataset, NameDataset
-from .checkpoint import save_params
-from . import files
-from .files import UsageError, save_text
-from ..model import GPT, GPTConfig
-from .options import VARIANTS, ArgumentParser, Options, apply_to_torch, device_named, whole_number
-from ..trainer import Interrupted, Trainer, TrainerConfig
+from submission.dataset import CharCorruptionDataset, NameDataset
+from submission.lib.checkpoint import save_params
+from submission.lib import files
+from submission.lib.files import UsageError, save_text
+from submission.model import GPT, GPTConfig
+from submission.lib.options import VARIANTS, ArgumentParser, Options, apply_to_torch, device_named, whole_number
+from submission.trainer import Interrupted, Trainer, TrainerConfig
 
 REPO = os.path.dirname(files.SRC)
 DEFAULT_OUT = os.path.join(REPO, 'runs', 'demo')

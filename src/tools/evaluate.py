@@ -14,8 +14,8 @@ of the completion.
 """
 import torch
 
-from .. import utils
-from ..dataset import MASK_CHAR
+from submission import utils
+from submission.dataset import MASK_CHAR
 
 STEPS = 32  # greedy characters per question, as in the course
 PREFILL_ROWS = 128  # prompts run into the cache together

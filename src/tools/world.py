@@ -27,15 +27,15 @@ them extractable; the demo shows the same contrast.
 Everything comes from one seeded random.Random, so the same settings give
 byte-identical files.
 
-    python -m submission.extras.world --out DIR [--people N] [--bios-per-person K] [--cities N] [--seed S]
+    python -m tools.world --out DIR [--people N] [--bios-per-person K] [--cities N] [--seed S]
 """
 import json
 import os
 import random
 import sys
 
-from .files import COURSE_FILES, UsageError, commit, discard, temporary
-from .options import ArgumentParser
+from submission.lib.files import COURSE_FILES, UsageError, commit, discard, temporary
+from submission.lib.options import ArgumentParser
 
 # Written first into every folder the generator fills; a folder that holds
 # course-named files but no marker is not ours, and is never written into
@@ -204,7 +204,7 @@ def write(out, **settings):
 
 
 def main(argv=None):
-    parser = ArgumentParser(prog='python -m submission.extras.world',
+    parser = ArgumentParser(prog='python -m tools.world',
                                      description='Write a synthetic birth-place world in the course formats.')
     parser.add_argument('--out', required=True, help='directory to write the files into')
     parser.add_argument('--people', type=int, default=150)
