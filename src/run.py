@@ -58,6 +58,7 @@ from docopt import docopt, DocoptExit
 from submission.dataset import MASK_CHAR, PAD_CHAR, CharCorruptionDataset, NameDataset, check_finetune_corpus
 from submission.lib import compat, distributed, files, options
 from tools import evaluate
+from submission.lib import checkpoint
 from submission.lib.checkpoint import load_into
 from submission.lib.files import UsageError
 from submission.lib.recipe import QuestionMix
@@ -210,6 +211,8 @@ def main(argv=None):
         files.input_file(o.eval_corpus_path, '--eval_corpus_path')
         return london_baseline(o)
     check_files(o)
+    if o.function in options.TRAINS:
+        o = checkpoint.resumed_precision(o, o.writing_params_path)  # before the line that says it
     options.apply_to_torch(o)
     distributed.setup(o.device)
     checking = os.environ.get('RUN_SH_NPROC')  # run.sh's check of everything before it starts torchrun

@@ -360,10 +360,14 @@ def test_the_restricted_unpickler_loads_params_and_checkpoints_and_refuses_code(
 
 
 def test_auto_precision_on_resume_keeps_the_runs_own(src_copy):
-    """A resumed run keeps the precision its run began with (here bf16, asked for), where auto
-    (fp32) would refuse the checkpoint for its precision."""
+    """A resumed run keeps the precision its run began with (here the one auto would not choose
+    on this machine, asked for), where auto's own would refuse the checkpoint for its precision;
+    the start line says it, with a note."""
+    from submission.lib import options
+    auto = options.precision_for('auto', 'cpu', exact=False)[0]
+    other = 'fp32' if auto == 'bf16' else 'bf16'
     params = 'submission/vanilla.pretrain.params'
-    proc = subprocess.Popen([sys.executable, 'run.py', *pretrain(params), '--threads=1', '--precision=bf16',
+    proc = subprocess.Popen([sys.executable, 'run.py', *pretrain(params), '--threads=1', f'--precision={other}',
                              '--max_steps=500'], cwd=src_copy, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = src_copy / (params + '.log.jsonl')
     while not (log.exists() and '"step": 2,' in log.read_text()):
@@ -373,7 +377,12 @@ def test_auto_precision_on_resume_keeps_the_runs_own(src_copy):
     assert proc.wait(timeout=120) == 143
     p = run_py(pretrain(params) + ['--threads=1', '--max_steps=4', '--resume'], cwd=src_copy)
     assert p.returncode == 0, p.stderr
-    assert ', bf16, torch ' in p.stdout.splitlines()[0] and 'resuming from' in p.stdout
+    lines = p.stdout.splitlines()
+    assert lines[0] == f'note: resuming in {other}, the precision the run began with (auto would take {auto} today)'
+    assert f', {other}, torch ' in lines[1] and lines[1].endswith('; auto: the precision the run began with')
+    assert 'resuming from' in p.stdout
+    starts = [json.loads(line) for line in log.read_text().splitlines() if '"event": "start"' in line]
+    assert [s['precision'] for s in starts] == [other, other]
 
 
 # ---------------------------------------------------------------- a full disk, signals, every entry point

@@ -196,7 +196,7 @@ def test_the_cpu_recipe_commands_train_the_recipe_and_take_an_option_given_after
     option given after the command replaces the recipe's own instead of being refused as given twice."""
     from conftest import run
     from submission.lib import files, options
-    recipe = dict(option[2:].split('=') for option in files.COMMANDS['synthesizer_pretrain_cpu']
+    recipe = dict(option[2:].split('=') for option in files.commands()['synthesizer_pretrain_cpu']
                   if option.split('=')[0] in options.RECIPE)
     sub = src_copy / 'submission'
     p = run(['./run.sh', 'synthesizer_pretrain_cpu', '--max_steps=1', '--threads=1'], src_copy)

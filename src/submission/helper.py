@@ -84,7 +84,7 @@ def train(model, writing_params_path, trainer_obj):
         try:
             checkpoint.save_params(model, writing_params_path, trainer_obj.train_dataset.itos)
         except files.WriteError as e:  # e.g. a full disk: the trained model goes to the checkpoint instead
-            kept = trainer_obj.keep_end()
+            kept = trainer_obj.saver.keep_end(trainer_obj.state)
             raise files.UsageError(checkpoint.failed_write(e, files.checkpoint_path(writing_params_path), kept,
                                                            finished=kept == trainer_obj.state.step)) from None
         ckpt = files.checkpoint_path(writing_params_path)

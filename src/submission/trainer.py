@@ -8,10 +8,11 @@ position of every row) per step.
 
 TrainerConfig holds the course's settings only. How to run them (device,
 precision, exact or fast batches, seed, step limits, checkpoints) comes from
-one Options object (options.py), given to the Trainer; without one, the
-Trainer runs the course computation. train() reads top to bottom:
-set-up, then for each epoch `run_epoch`, which calls `optimize` once per
-batch; the resumable checkpoint is a small `checkpoint.Checkpointer`.
+one Options object (lib/options.py), given to the Trainer; without one, the
+Trainer runs the course computation. train() reads top to bottom: `begin`
+(set up, then resume or start: the run's bookkeeping lives in lib/checkpoint.py
+and lib/progress.py), then one `optimize` per batch, the schedule, the log and
+the checkpoint due, until the last step or a signal.
 """
 import contextlib
 import logging
@@ -147,7 +148,6 @@ class Trainer:
         self.config = with_recipe(config, self.options, train_dataset)
         self.device = self.options.device
         self.device_type = str(self.device).split(':')[0]
-        self.amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(self.options.precision)
         self.max_epochs = self.options.max_epochs or self.config.max_epochs
         self.steps_per_epoch = math.ceil(len(train_dataset) / self.config.batch_size)
         self.total_steps = self.steps_per_epoch * self.max_epochs
@@ -167,17 +167,9 @@ class Trainer:
     def train(self, params_path=None):
         """Train for the configured epochs (or Options.max_steps steps). params_path: the params
         file the run ends in (helper.train passes it), its checkpoint and metrics log beside it."""
-        config, opts = self.config, self.options
-        self.set_up()
-        state = self.state
-        if params_path and distributed.is_main():
-            checkpoint.check_room(params_path, self.model)
-        self.saver = saver = checkpoint.Checkpointer(params_path and files.checkpoint_path(params_path),
-                                                     opts.checkpoint_every, self.settings(), self.run_options())
-        self.resume_or_start(saver)
-        self.set_lr(lr_at(state.tokens, config) if state.step else config.learning_rate)
+        saver, log = self.begin(params_path)
+        config, opts, state = self.config, self.options, self.state
         width = self.train_dataset.block_size - 1  # each course row has block_size-1 positions
-        log = self.open_log(params_path and files.log_path(params_path), saver.settings)
         stop = StopFlag(saves=bool(saver.path))
         # The perceiver's slots summarise a whole row: its examples cannot share rows.
         batches = batching.Prefetcher(self.train_dataset, self.batch_plan(state.epoch, state.batch, state.step),
@@ -197,7 +189,7 @@ class Trainer:
                     log.flush()
                     flushed = True
                 if flushed and not math.isfinite(log.final_loss):
-                    self.stop_if_diverged(state.step, params_path)
+                    checkpoint.stop_if_diverged(self.model, state.step, params_path)
                 if stopping or due:
                     saver.save(state)
                 if stopping:
@@ -213,15 +205,25 @@ class Trainer:
             self.final_loss = log.close(peak_memory_mb(self.device))
             self.elapsed = state.elapsed()
 
-    def stop_if_diverged(self, step, params_path):
-        """A loss that is not finite is a step that fp16's gradient scaler skips; weights that are not
-        finite are a run that diverged, stopped here before its params or checkpoint take them."""
-        bad = checkpoint.first_not_finite(self.model.named_parameters())
-        if bad:
-            written = f'{params_path} was not written' if params_path else 'no params were written'
-            raise UsageError(f'training diverged at step {step}: the loss and {bad} are no longer finite '
-                             f'(NaN or inf); {written}; train again with --restart and --precision=fp32 '
-                             f'or a lower --learning_rate')
+    def begin(self, params_path):
+        """Set up, then resume the checkpoint's run or start one: (its checkpoint.Checkpointer,
+        this session's progress.RunLog)."""
+        self.options = opts = checkpoint.resumed_precision(self.options, params_path)
+        self.set_up()
+        if params_path and distributed.is_main():
+            checkpoint.check_room(params_path, self.model)
+        settings = checkpoint.run_settings(opts, self.model.config, self.config, self.max_epochs,
+                                           self.train_dataset.itos)
+        self.saver = saver = checkpoint.Checkpointer(params_path and files.checkpoint_path(params_path),
+                                                     opts.checkpoint_every, settings,
+                                                     checkpoint.session_options(opts, self.device))
+        saver.resume_or_start(self.state, opts)
+        self.set_lr(lr_at(self.state.tokens, self.config) if self.state.step else self.config.learning_rate)
+        log = progress.open_run_log(params_path and files.log_path(params_path), self.state, settings, opts,
+                                    (self.total_steps, self.max_epochs, self.steps_per_epoch, self.config.batch_size),
+                                    opts.progress and distributed.is_main(),
+                                    every=0.0 if self.device_type == 'cpu' else LOG_EVERY)
+        return saver, log
 
     def set_up(self):
         """The model on its device, the model the steps call (wrapped for DDP, compiled if asked),
@@ -244,78 +246,6 @@ class Trainer:
         self.runner = runner
         scaler = compat.grad_scaler(self.device_type, enabled=self.options.precision == 'fp16')
         self.state = TrainingState(self.model, self.make_optimizer(self.model), scaler)
-
-    def settings(self):
-        """What a resumed run must share with the run that wrote its checkpoint."""
-        opts, conf = self.options, self.model.config
-        base = lambda p: os.path.basename(p) if p else None
-        return {
-            'function': opts.function, 'variant': opts.variant, 'bottleneck_dim': opts.bottleneck_dim,
-            'pretrain_corpus': base(opts.pretrain_corpus_path), 'finetune_corpus': base(opts.finetune_corpus_path),
-            'reading_params': base(opts.reading_params_path),
-            'max_epochs': self.max_epochs, 'batch_size': self.config.batch_size,
-            'learning_rate': self.config.learning_rate, 'vocab_size': conf.vocab_size,
-            'block_size': conf.block_size, 'exact': opts.exact, 'precision': opts.precision, 'seed': opts.seed,
-            'schedule_epochs': opts.schedule_epochs, 'weight_decay': self.config.weight_decay,
-            'pretrain_questions': base(opts.pretrain_questions),
-            'dropout': conf.attn_pdrop,
-            'vocabulary': ''.join(self.train_dataset.itos[i] for i in range(len(self.train_dataset.itos))),
-        }
-
-    def run_options(self):
-        """How this session runs, which a resumed session may change (each change is said)."""
-        opts = self.options
-        return {'--threads': torch.get_num_threads(), '--device': str(self.device), '--max_steps': opts.max_steps,
-                '--checkpoint_every': opts.checkpoint_every, 'processes': distributed.world_size()}
-
-    def resume_or_start(self, saver):
-        """Continue the checkpoint's run (--resume), or start anew: over a checkpoint only when asked
-        (--restart), since it holds an interrupted run's work."""
-        opts, state = self.options, self.state
-        if not saver.exists():
-            return
-        if opts.restart:
-            if distributed.is_main():
-                print(f'note: --restart: discarding {saver.path} and starting over', flush=True)
-                os.unlink(saver.path)
-            return
-        if not opts.resume:
-            raise UsageError(f'{saver.path} holds an interrupted run; pass --resume to continue it, or --restart '
-                             f'to discard it and start over')
-        before = saver.restore(state, opts.seed)
-        if opts.max_steps is not None and state.step > opts.max_steps:
-            raise UsageError(f'--max_steps={opts.max_steps}, but the checkpoint {saver.path} is at step '
-                             f'{state.step} already; give --max_steps={state.step} or more, or --restart')
-        saver.say_resumed(state, before)
-
-    def keep_end(self):
-        """Checkpoint the run's end (this rank's random state only), for when its params cannot be
-        written; returns the step of the checkpoint kept on disk (None: none)."""
-        try:
-            self.saver.save(self.state, everyone=False)
-        except OSError:
-            pass
-        return checkpoint.step_of(self.saver.path)
-
-    def start_record(self, settings):
-        """The metrics log's first record of this session: which run, from which step, how."""
-        return {'event': 'start', 'run': self.state.run, 'settings': settings, 'seed': self.options.seed,
-                'resumed_from_step': self.state.step, 'elapsed_before': round(self.state.elapsed_before, 1),
-                'world_size': distributed.world_size(),
-                'device': str(self.device), 'precision': self.options.precision}
-
-    def open_log(self, path, settings):
-        """The session's RunLog, its start record written and the run's plan said."""
-        log = progress.RunLog(path, self.start_record(settings), self.total_steps, self.max_epochs, self.state,
-                              self.options.progress and distributed.is_main(),
-                              every=0.0 if self.device_type == 'cpu' else LOG_EVERY)
-        plan = (f'{self.max_epochs} epoch{"s" * (self.max_epochs != 1)} of {self.steps_per_epoch} '
-                f'step{"s" * (self.steps_per_epoch != 1)} of {self.config.batch_size}')
-        if self.total_steps < self.max_epochs * self.steps_per_epoch:
-            plan = f'cut short by --max_steps: {plan}'
-        done = f', {self.state.step:,} of them done' if self.state.step else ''
-        log.say(f'training {self.total_steps:,} steps ({plan}){done}; their time is estimated after the first few')
-        return log
 
     def make_optimizer(self, model):
         config = self.config
@@ -373,8 +303,8 @@ class Trainer:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         pos = None if pos is None else pos.to(self.device, non_blocking=True)
         # No autocast at all in fp32 (some torch versions refuse even a disabled one on some devices).
-        amp = contextlib.nullcontext() if self.amp_dtype is None else torch.autocast(self.device_type,
-                                                                                     dtype=self.amp_dtype)
+        reduced = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(self.options.precision)
+        amp = contextlib.nullcontext() if reduced is None else torch.autocast(self.device_type, dtype=reduced)
         with amp:
             if pos is None:
                 logits, loss = self.runner(x, y)

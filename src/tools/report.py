@@ -24,7 +24,7 @@ import math
 import os
 
 from submission import utils
-from submission.lib.files import MADE_BY, WRITES, UsageError, atomic_write, log_path, save_text
+from submission.lib.files import UsageError, made_by, writes, atomic_write, log_path, save_text
 from submission.lib.options import VARIANTS
 from submission.lib.progress import fmt_time
 
@@ -39,25 +39,28 @@ except ImportError:
 
 def experiment(title, stages, dev_command):
     """(title, [(stage, params file)], predictions prefix), the files those of run.sh's commands."""
-    return (title, [(stage, WRITES[command]) for stage, command in stages],
-            WRITES[dev_command][:-len('.dev.predictions')])
+    return (title, [(stage, writes()[command]) for stage, command in stages],
+            writes()[dev_command][:-len('.dev.predictions')])
 
 
-EXPERIMENTS = [experiment('vanilla, no pretraining', [('finetune', 'vanilla_finetune_without_pretrain')],
-                          'vanilla_eval_dev_without_pretrain')] + [
-    experiment(f'{variant}, pretrain + finetune',
-               [('pretrain', f'{variant}_pretrain'), ('finetune', f'{variant}_finetune_with_pretrain')],
-               f'{variant}_eval_dev_with_pretrain') for variant in VARIANTS]
-# The course's three are always listed; the later course years' variants once any of their files is there.
-COURSE_EXPERIMENTS, LATER_EXPERIMENTS = EXPERIMENTS[:3], EXPERIMENTS[3:]
+def all_experiments():
+    """Every experiment of run.sh's commands: the course's three first, then the later years' variants."""
+    return [experiment('vanilla, no pretraining', [('finetune', 'vanilla_finetune_without_pretrain')],
+                       'vanilla_eval_dev_without_pretrain')] + [
+        experiment(f'{variant}, pretrain + finetune',
+                   [('pretrain', f'{variant}_pretrain'), ('finetune', f'{variant}_finetune_with_pretrain')],
+                   f'{variant}_eval_dev_with_pretrain') for variant in VARIANTS]
+
+
 LONDON = 'London baseline'
 
 
 def experiments_in(submission_dir):
     """The course's three experiments, and each later variant that has left a file."""
     names = os.listdir(submission_dir)
-    return COURSE_EXPERIMENTS + [e for e in LATER_EXPERIMENTS
-                          if any(n.startswith(e[2].split('.')[0] + '.') for n in names)]
+    everyone = all_experiments()
+    # The course's three are always listed; the later course years' variants once any of their files is there.
+    return everyone[:3] + [e for e in everyone[3:] if any(n.startswith(e[2].split('.')[0] + '.') for n in names)]
 
 
 def read_log(path):
@@ -255,12 +258,12 @@ def score(answers_path, predictions):
 def accuracy_cell(submission_dir, data_dir, name, answers_file, params_files, notes, todo):
     path = os.path.join(submission_dir, name)
     if not os.path.isfile(path):
-        todo.append(MADE_BY[name])
+        todo.append(made_by()[name])
         return NOT_RUN
     answers = os.path.join(data_dir, answers_file)
     predictions = read_predictions(path)
     if predictions is None:
-        notes.append(f'`{name}` is not UTF-8 text: rerun `./run.sh {MADE_BY[name]}` to write it again.')
+        notes.append(f'`{name}` is not UTF-8 text: rerun `./run.sh {made_by()[name]}` to write it again.')
         return 'unreadable'
     cell = score(answers, predictions)
     if cell is None:
@@ -268,7 +271,7 @@ def accuracy_cell(submission_dir, data_dir, name, answers_file, params_files, no
     newest = [p for p in params_files if os.path.isfile(p) and os.path.getmtime(p) > os.path.getmtime(path)]
     if newest:
         notes.append(f'`{name}` is older than `{os.path.basename(newest[0])}`: '
-                     f'rerun `./run.sh {MADE_BY[name]}` to score the current model.')
+                     f'rerun `./run.sh {made_by()[name]}` to score the current model.')
         cell += ' (stale)'
     return cell
 
@@ -290,7 +293,7 @@ def training_cells(submission_dir, report_dir, stages, notes, runs, todo):
                 text = 'no log'  # params made elsewhere (e.g. course code), so no metrics
             else:
                 text = NOT_RUN
-                todo.append(MADE_BY[params])
+                todo.append(made_by()[params])
             for key in cells:
                 cells[key].append(label + text)
             continue
@@ -299,7 +302,7 @@ def training_cells(submission_dir, report_dir, stages, notes, runs, todo):
         if not os.path.isfile(params_path):
             state = ' (unfinished)'
             notes.append(f'`{params}` is not written yet: its run is still going or was stopped '
-                         f'(`./run.sh {MADE_BY[params]}` resumes it).')
+                         f'(`./run.sh {made_by()[params]}` resumes it).')
         elapsed = summary['elapsed']
         cells['time'].append(label + (fmt_time(elapsed) if elapsed is not None else 'n/a') + state)
         cells['steps'].append(label + f'{summary["steps"]:,}')
@@ -458,7 +461,7 @@ def main(submission_dir, data_dir, report_dir):
         lines += ['Notes:', ''] + [f'- {n}' for n in notes] + ['']
     if todo:
         # In the order the course runs them: each training step before its evaluations.
-        order = list(MADE_BY.values())
+        order = list(made_by().values())
         missing = sorted(set(todo), key=order.index)
         lines += [f'{NOT_RUN.capitalize()} yet (from `src/`):', '', '```',
                   *[f'./run.sh {cmd}' for cmd in missing], '```', '']

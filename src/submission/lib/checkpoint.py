@@ -13,6 +13,7 @@ Params files are read with `torch.load(weights_only=True)`, so a params file
 cannot run code, and `check_params_fit` explains in one line a params file
 made for another variant, vocabulary or block size.
 """
+import dataclasses
 import errno
 import json
 import os
@@ -90,6 +91,34 @@ class Checkpointer:
         state.batch_random = random.getstate()
         return ckpt.get('options', {})
 
+    def resume_or_start(self, state, options):
+        """Continue the checkpoint's run (--resume), or start anew: over a checkpoint only when asked
+        (--restart), since it holds an interrupted run's work."""
+        if not self.exists():
+            return
+        if options.restart:
+            if distributed.is_main():
+                print(f'note: --restart: discarding {self.path} and starting over', flush=True)
+                os.unlink(self.path)
+            return
+        if not options.resume:
+            raise UsageError(f'{self.path} holds an interrupted run; pass --resume to continue it, or --restart '
+                             f'to discard it and start over')
+        before = self.restore(state, options.seed)
+        if options.max_steps is not None and state.step > options.max_steps:
+            raise UsageError(f'--max_steps={options.max_steps}, but the checkpoint {self.path} is at step '
+                             f'{state.step} already; give --max_steps={state.step} or more, or --restart')
+        self.say_resumed(state, before)
+
+    def keep_end(self, state):
+        """Checkpoint the run's end (this rank's random state only), for when its params cannot be
+        written; returns the step of the checkpoint kept on disk (None: none)."""
+        try:
+            self.save(state, everyone=False)
+        except OSError:
+            pass
+        return step_of(self.path)
+
     def say_resumed(self, state, before):
         """The resuming line, and one note a run option this session changes (before: the run's)."""
         if distributed.is_main():
@@ -97,6 +126,55 @@ class Checkpointer:
             for key, now in self.run_options.items():
                 if key in before and before[key] != now:
                     print(f'note: resuming with {key} {now} (the run so far: {before[key]})', flush=True)
+
+
+def run_settings(options, model_config, config, max_epochs, itos):
+    """What a resumed run must share with the run that wrote its checkpoint: the options (here
+    Options), the model's and the trainer's configs, the epochs, and the vocabulary."""
+    base = lambda p: os.path.basename(p) if p else None
+    return {
+        'function': options.function, 'variant': options.variant, 'bottleneck_dim': options.bottleneck_dim,
+        'pretrain_corpus': base(options.pretrain_corpus_path), 'finetune_corpus': base(options.finetune_corpus_path),
+        'reading_params': base(options.reading_params_path),
+        'max_epochs': max_epochs, 'batch_size': config.batch_size,
+        'learning_rate': config.learning_rate, 'vocab_size': model_config.vocab_size,
+        'block_size': model_config.block_size, 'exact': options.exact, 'precision': options.precision,
+        'seed': options.seed, 'schedule_epochs': options.schedule_epochs, 'weight_decay': config.weight_decay,
+        'pretrain_questions': base(options.pretrain_questions),
+        'dropout': model_config.attn_pdrop,
+        'vocabulary': ''.join(itos[i] for i in range(len(itos))),
+    }
+
+
+def session_options(options, device):
+    """How this session runs, which a resumed session may change (each change is said)."""
+    return {'--threads': torch.get_num_threads(), '--device': str(device), '--max_steps': options.max_steps,
+            '--checkpoint_every': options.checkpoint_every, 'processes': distributed.world_size()}
+
+
+def resumed_precision(options, params_path):
+    """The options a run trains with: a run resumed under --precision=auto keeps the precision its
+    checkpoint began with (a note says so where auto would choose another today)."""
+    if not (params_path and options.resume and not options.restart and options.precision_why.startswith('auto')):
+        return options
+    kept = setting_of(files.checkpoint_path(params_path), 'precision')
+    if not kept or kept == options.precision:
+        return options
+    if distributed.is_main():
+        print(f'note: resuming in {kept}, the precision the run began with (auto would take '
+              f'{options.precision} today)', flush=True)
+    return dataclasses.replace(options, precision=kept, precision_why='auto: the precision the run began with')
+
+
+def stop_if_diverged(model, step, params_path):
+    """Weights that are not finite are a run that diverged: stopped here, before its params or
+    checkpoint take them (a loss that is not finite alone is a step fp16's gradient scaler skips)."""
+    bad = first_not_finite(model.named_parameters())
+    if bad:
+        written = f'{params_path} was not written' if params_path else 'no params were written'
+        raise UsageError(f'training diverged at step {step}: the loss and {bad} are no longer finite '
+                         f'(NaN or inf); {written}; train again with --restart and --precision=fp32 '
+                         f'or a lower --learning_rate')
 
 
 def load_checkpoint(path):

@@ -12,15 +12,16 @@
   over the target, so readers see the old file or the new one, never half of
   one. A hard exit (a second Ctrl-C) removes the temporary being written, and
   the next run removes any a crash left behind.
-* `COMMANDS`, `WRITES` and `MADE_BY`: each ./run.sh command's run.py options,
-  which file it writes, and which command makes each file. run.sh is the one
-  home of the command table; it is read from there.
+* `commands()`, `writes()` and `made_by()`: each ./run.sh command's run.py
+  options, which file it writes, and which command makes each file. run.sh is
+  the one home of the command table; it is read from there when first asked.
 * `course_data_dir()`: the one place that says where the course data is.
 * `UsageError`: the one kind of error a user can fix; the message names the
   problem and the fix, and the command lines print it as one `error:` line.
 """
 import errno
 import fnmatch
+import functools
 import glob
 import io
 import os
@@ -60,8 +61,10 @@ def course_data_dir(names=COURSE_FILES):
     return None
 
 
-def read_command_table():
-    """{./run.sh command: its run.py options}, in run.sh's order (its "$NAME" settings spelled out)."""
+@functools.lru_cache(maxsize=None)
+def commands():
+    """{./run.sh command: its run.py options}, in run.sh's order (its "$NAME" settings spelled out),
+    read from run.sh the first time it is asked for."""
     with open(os.path.join(SRC, 'run.sh'), encoding='utf-8') as f:
         text = f.read()
     settings = dict(re.findall(r'^([A-Z_]+)="(.*)"$', text, re.M))
@@ -70,12 +73,18 @@ def read_command_table():
             for command, body in re.findall(r'^([a-z_]+)\)\n(.*?);;', text, re.M | re.S)}
 
 
-COMMANDS = read_command_table()
-WRITES = {command: option.split('/')[-1] for command, args in COMMANDS.items() for option in args
-          if option.startswith(('--writing_params_path=$S/', '--outputs_path=$S/'))}
-MADE_BY = {}  # {file name: the first ./run.sh command that writes it (the course's, before our variants)}
-for _command, _name in WRITES.items():
-    MADE_BY.setdefault(_name, _command)
+def writes():
+    """{./run.sh command: the file name it writes in submission/}."""
+    return {command: option.split('/')[-1] for command, args in commands().items() for option in args
+            if option.startswith(('--writing_params_path=$S/', '--outputs_path=$S/'))}
+
+
+def made_by():
+    """{file name: the first ./run.sh command that writes it (the course's, before our variants)}."""
+    first = {}
+    for command, name in writes().items():
+        first.setdefault(name, command)
+    return first
 
 
 # ---------------------------------------------------------------- inputs
@@ -86,8 +95,9 @@ def input_file(path, what):
         raise UsageError(f'{what} is required')
     if not os.path.exists(path):
         name = os.path.basename(path)
-        if name in MADE_BY:
-            raise UsageError(f'{path} does not exist yet: make it first with ./run.sh {MADE_BY[name]}')
+        made = made_by()
+        if name in made:
+            raise UsageError(f'{path} does not exist yet: make it first with ./run.sh {made[name]}')
         if name in COURSE_FILES:
             raise UsageError(f'{path} does not exist: put the course data in src/data (see src/data/README.md)')
         raise UsageError(f'{what} {path} does not exist; check the path')

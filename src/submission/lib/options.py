@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import checkpoint, compat, distributed, files
+from . import compat, distributed, files
 from .files import UsageError
 
 FUNCTIONS = ('pretrain', 'finetune', 'evaluate', 'report', 'london_baseline')
@@ -422,10 +422,6 @@ def from_command_line(args):
     bottleneck = bottleneck_dim(args['--bottleneck_dim'], variant)
     exact = bool(args['--exact'])
     asked = args['--precision'] or 'auto'
-    kept = None
-    if asked == 'auto' and args['--resume'] and function in TRAINS and args['--writing_params_path']:
-        # A resumed run keeps the precision it began with (the checkpoint's setting).
-        kept = checkpoint.setting_of(files.checkpoint_path(args['--writing_params_path']), 'precision')
     if args['--compile'] and not hasattr(torch, 'compile'):
         raise UsageError(f'--compile needs torch 2.0 or newer, this is torch {torch.__version__}; drop --compile')
     check_recipe(args, exact)
@@ -439,13 +435,9 @@ def from_command_line(args):
                    dropout=real('--dropout', high=0.9), threads=number('--threads', high=os.cpu_count() * 4),
                    checkpoint_every=300.0 if args['--checkpoint_every'] is None
                    else seconds(args['--checkpoint_every'], '--checkpoint_every'))
-    # Last, once every other value is good: auto may time a few matmuls. Evaluation is fp32 on every path.
-    if function not in TRAINS:
-        precision, precision_why = 'fp32', ''
-    elif kept:
-        precision, precision_why = kept, 'auto: the precision the resumed run began with'
-    else:
-        precision, precision_why = precision_for(asked, device, exact)
+    # Last, once every other value is good: auto may time a few matmuls (a resumed run keeps its own:
+    # checkpoint.resumed_precision). Evaluation is fp32 on every path.
+    precision, precision_why = precision_for(asked, device, exact) if function in TRAINS else ('fp32', '')
     return Options(
         function=function, variant=variant, bottleneck_dim=bottleneck,
         pretrain_corpus_path=args['--pretrain_corpus_path'], writing_params_path=args['--writing_params_path'],

@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from . import distributed
 from .files import WriteError
 
 
@@ -141,7 +142,6 @@ class RunLog:
     transfer brings back every loss of the window."""
 
     def __init__(self, path, start, total_steps, max_epochs, state, show=True, every=0.0):
-        from . import distributed
         main = distributed.is_main()
         self.state, self.max_epochs, self.every = state, max_epochs, every
         self.show = Progress(total_steps, state.step, enabled=show and main)
@@ -187,3 +187,21 @@ class RunLog:
             pass  # a full disk: the run's own error says what is kept; the end record is not worth more
         self.metrics.close()
         return self.final_loss
+
+
+
+def open_run_log(path, state, settings, options, plan, show, every):
+    """The session's RunLog, its start record written and the run's plan said. settings: the
+    run's (checkpoint.run_settings); options: its Options; plan: (total steps, epochs, steps an
+    epoch, batch size); show: whether this process shows progress."""
+    total, epochs, per_epoch, batch = plan
+    start = {'event': 'start', 'run': state.run, 'settings': settings, 'seed': options.seed,
+             'resumed_from_step': state.step, 'elapsed_before': round(state.elapsed_before, 1),
+             'world_size': distributed.world_size(), 'device': str(options.device), 'precision': options.precision}
+    log = RunLog(path, start, total, epochs, state, show, every=every)
+    said = f'{epochs} epoch{"s" * (epochs != 1)} of {per_epoch} step{"s" * (per_epoch != 1)} of {batch}'
+    if total < epochs * per_epoch:
+        said = f'cut short by --max_steps: {said}'
+    done = f', {state.step:,} of them done' if state.step else ''
+    log.say(f'training {total:,} steps ({said}){done}; their time is estimated after the first few')
+    return log
