@@ -314,3 +314,16 @@ def test_recall_probes_every_dev_person_of_the_world_and_refuses_bad_files_in_on
     assert_one_line_error(p, 'Where was X born?<TAB>place')
     p = run([sys.executable, script, 'vanilla', str(tmp_path / 'none.params'), *files], tmp_path)
     assert_one_line_error(p, 'does not exist')
+
+
+def test_every_option_is_declared_once_and_documented():
+    """run.py's usage text and options.OPTIONS name the same options, each an Options field."""
+    import re
+    import dataclasses
+    import run
+    from submission.lib import options
+    documented = set(re.findall(r'^ +(--\w+)', run.__doc__, re.M)) - {'--function', '--help'}
+    declared = [o.name for o in options.OPTIONS]
+    assert sorted(declared) == sorted(documented) and len(set(declared)) == len(declared)
+    fields = {f.name for f in dataclasses.fields(options.Options)}
+    assert {name[2:] for name in declared} <= fields

@@ -16,6 +16,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import Callable, NamedTuple, Optional
 
 import torch
 
@@ -32,31 +33,58 @@ BLOCK_SIZE = 128  # the course's block size for every run
 EPOCH_LIMIT = 100_000  # far beyond any run, and small enough that token counts stay exact in floats
 BATCH_LIMIT = 65_536
 
-# Which of run.py's options each function uses; giving one it does not use is an
-# error (it would be ignored silently, e.g. --reading_params_path with pretrain).
-TRAINING = ('--variant', '--bottleneck_dim', '--pretrain_corpus_path', '--writing_params_path', '--max_epochs',
-            '--schedule_epochs', '--batch_size', '--learning_rate', '--weight_decay', '--dropout', '--max_steps',
-            '--seed', '--device', '--precision', '--compile', '--exact', '--resume', '--restart',
-            '--checkpoint_every', '--threads')
+
+class Option(NamedTuple):
+    """One of run.py's options, declared once: its name; `read` turns its text into the Options
+    field of the same name (None: read with others, in from_command_line); the functions that
+    use it (any other function refuses it: it would be ignored silently, e.g.
+    --reading_params_path with pretrain) and those that need it; `recipe`: it sets a recipe
+    of one's own (never with --exact); `config`: the TrainerConfig setting it replaces there."""
+    name: str
+    read: Optional[Callable]
+    uses: tuple
+    needed: tuple = ()
+    recipe: bool = False
+    config: Optional[str] = None
+
+
+TRAINED = ('pretrain', 'finetune', 'evaluate')  # the functions that build a model
+OPTIONS = (
+    Option('--variant', lambda t: choice(t, VARIANTS, '--variant'), TRAINED, needed=TRAINED),
+    Option('--bottleneck_dim', None, TRAINED),  # with --variant: bottleneck_dim()
+    Option('--pretrain_corpus_path', str, TRAINED, needed=TRAINED),
+    Option('--writing_params_path', str, TRAINS, needed=TRAINS),
+    Option('--finetune_corpus_path', str, ('finetune',), needed=('finetune',)),
+    Option('--reading_params_path', str, ('finetune', 'evaluate'), needed=('evaluate',)),
+    Option('--eval_corpus_path', str, ('evaluate', 'london_baseline'), needed=('evaluate', 'london_baseline')),
+    Option('--outputs_path', str, ('evaluate',), needed=('evaluate',)),
+    Option('--max_epochs', lambda t: whole_number(t, '--max_epochs'), TRAINS),
+    Option('--schedule_epochs', None, TRAINS, recipe=True),  # with --max_epochs: schedule()
+    Option('--batch_size', lambda t: whole_number(t, '--batch_size', high=BATCH_LIMIT), TRAINS, recipe=True,
+           config='batch_size'),
+    Option('--learning_rate', lambda t: fraction(t, '--learning_rate', open_low=True), TRAINS, recipe=True,
+           config='learning_rate'),
+    Option('--weight_decay', lambda t: fraction(t, '--weight_decay'), TRAINS, recipe=True, config='weight_decay'),
+    Option('--dropout', lambda t: fraction(t, '--dropout', high=0.9), TRAINS, recipe=True),
+    Option('--pretrain_questions', str, ('pretrain',), recipe=True),
+    Option('--max_steps', lambda t: whole_number(t, '--max_steps'), TRAINS),
+    Option('--seed', lambda t: whole_number(t, '--seed', low=0, high=SEED_LIMIT - 1), TRAINS),
+    Option('--device', None, TRAINED),  # device_named(), its default this machine's
+    Option('--precision', None, TRAINS),  # with the device and --exact, last: precision_for()
+    Option('--compile', bool, TRAINS),
+    Option('--exact', bool, TRAINED),
+    Option('--resume', bool, TRAINS),
+    Option('--restart', bool, TRAINS),
+    Option('--checkpoint_every', lambda t: seconds(t, '--checkpoint_every'), TRAINS),
+    Option('--threads', lambda t: whole_number(t, '--threads', high=os.cpu_count() * 4), TRAINED),
+    Option('--submission_dir', str, ('report',)),
+    Option('--data_dir', str, ('report',)),
+    Option('--report_dir', str, ('report',)),
+)
+USES = {function: tuple(o.name for o in OPTIONS if function in o.uses) for function in FUNCTIONS}
+NEEDS = {function: tuple(o.name for o in OPTIONS if function in o.needed) for function in FUNCTIONS}
 # A training recipe of one's own: settings that change what the course computes, so never with --exact.
-RECIPE = ('--schedule_epochs', '--batch_size', '--learning_rate', '--weight_decay', '--dropout',
-          '--pretrain_questions')
-USES = {
-    'pretrain': TRAINING + ('--pretrain_questions',),
-    'finetune': TRAINING + ('--finetune_corpus_path', '--reading_params_path'),
-    'evaluate': ('--variant', '--bottleneck_dim', '--pretrain_corpus_path', '--reading_params_path',
-                 '--eval_corpus_path', '--outputs_path', '--device', '--exact', '--threads'),
-    'london_baseline': ('--eval_corpus_path',),
-    'report': ('--submission_dir', '--data_dir', '--report_dir'),
-}
-NEEDS = {
-    'pretrain': ('--variant', '--pretrain_corpus_path', '--writing_params_path'),
-    'finetune': ('--variant', '--pretrain_corpus_path', '--writing_params_path', '--finetune_corpus_path'),
-    'evaluate': ('--variant', '--pretrain_corpus_path', '--reading_params_path', '--eval_corpus_path',
-                 '--outputs_path'),
-    'london_baseline': ('--eval_corpus_path',),
-    'report': (),
-}
+RECIPE = tuple(o.name for o in OPTIONS if o.recipe)
 
 
 def default_device():
@@ -200,6 +228,12 @@ def fraction(text, option, high=1.0, open_low=False):
         raise UsageError(f'{option}={text} is out of range; give a number {"above" if open_low else "from"} 0 '
                          f'{"and at most" if open_low else "to"} {high}')
     return value
+
+
+def choice(text, choices, option):
+    if text not in choices:
+        raise UsageError(f'unknown {option}={text}; use {", ".join(choices[:-1])} or {choices[-1]}')
+    return text
 
 
 def check_recipe(args, exact):
@@ -416,38 +450,17 @@ def from_command_line(args):
     missing = [key for key in NEEDS[function] if key not in given]
     if missing:
         raise UsageError(f'--function={function} needs {" and ".join(missing)}')
-    variant = args['--variant']
-    if variant is not None and variant not in VARIANTS:
-        raise UsageError(f'unknown --variant={variant}; use {", ".join(VARIANTS[:-1])} or {VARIANTS[-1]}')
-    bottleneck = bottleneck_dim(args['--bottleneck_dim'], variant)
-    exact = bool(args['--exact'])
-    asked = args['--precision'] or 'auto'
+    values = {o.name[2:]: o.read(args[o.name]) for o in OPTIONS if o.read and o.name in given}
+    # What depends on more than one option.
+    exact = values.get('exact', False)
+    values['bottleneck_dim'] = bottleneck_dim(args['--bottleneck_dim'], values.get('variant'))
     if args['--compile'] and not hasattr(torch, 'compile'):
         raise UsageError(f'--compile needs torch 2.0 or newer, this is torch {torch.__version__}; drop --compile')
     check_recipe(args, exact)
-    schedule_epochs = schedule(args['--schedule_epochs'], args['--max_epochs'])
-    real = lambda key, **kw: None if args[key] is None else fraction(args[key], key, **kw)
-    device = device_named(args['--device'])
-    number = lambda key, **kw: None if args[key] is None else whole_number(args[key], key, **kw)
-    numbers = dict(seed=number('--seed', low=0, high=SEED_LIMIT - 1) or 0, max_epochs=number('--max_epochs'),
-                   max_steps=number('--max_steps'), batch_size=number('--batch_size', high=BATCH_LIMIT),
-                   learning_rate=real('--learning_rate', open_low=True), weight_decay=real('--weight_decay'),
-                   dropout=real('--dropout', high=0.9), threads=number('--threads', high=os.cpu_count() * 4),
-                   checkpoint_every=300.0 if args['--checkpoint_every'] is None
-                   else seconds(args['--checkpoint_every'], '--checkpoint_every'))
+    values['schedule_epochs'] = schedule(args['--schedule_epochs'], args['--max_epochs'])
+    values['device'] = device = device_named(args['--device'])
     # Last, once every other value is good: auto may time a few matmuls (a resumed run keeps its own:
     # checkpoint.resumed_precision). Evaluation is fp32 on every path.
-    precision, precision_why = precision_for(asked, device, exact) if function in TRAINS else ('fp32', '')
-    return Options(
-        function=function, variant=variant, bottleneck_dim=bottleneck,
-        pretrain_corpus_path=args['--pretrain_corpus_path'], writing_params_path=args['--writing_params_path'],
-        finetune_corpus_path=args['--finetune_corpus_path'], reading_params_path=args['--reading_params_path'],
-        eval_corpus_path=args['--eval_corpus_path'], outputs_path=args['--outputs_path'],
-        pretrain_questions=args['--pretrain_questions'],
-        exact=exact, device=device,
-        precision=precision, precision_why=precision_why,
-        compile=bool(args['--compile']), schedule_epochs=schedule_epochs, **numbers,
-        resume=bool(args['--resume']), restart=bool(args['--restart']),
-        submission_dir=args['--submission_dir'] or 'submission', data_dir=args['--data_dir'] or 'data',
-        report_dir=args['--report_dir'] or 'reports',
-    )
+    precision = precision_for(args['--precision'] or 'auto', device, exact) if function in TRAINS else ('fp32', '')
+    values['precision'], values['precision_why'] = precision
+    return Options(function=function, **values)

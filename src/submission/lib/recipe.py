@@ -12,6 +12,8 @@ the dev or test ones.
 """
 import copy
 
+from .options import OPTIONS
+
 def fitted_schedule(config, epochs, dataset):
     """The course's schedule fitted to a run of `epochs` epochs (--schedule_epochs): the
     same linear warmup, then the cosine ending at the run's last step, where the course's
@@ -29,13 +31,10 @@ def fitted_schedule(config, epochs, dataset):
 def with_recipe(config, options, dataset):
     """The course's TrainerConfig with a run's own recipe (--batch_size, --learning_rate,
     --weight_decay, --schedule_epochs) in a copy; the course's own is left as it is."""
-    if all(getattr(options, key) is None for key in ('batch_size', 'learning_rate', 'weight_decay')):
-        mine = config
-    else:
-        mine = copy.copy(config)
-        for key in ('batch_size', 'learning_rate', 'weight_decay'):
-            if getattr(options, key) is not None:
-                setattr(mine, key, getattr(options, key))
+    given = [o.config for o in OPTIONS if o.config and getattr(options, o.config) is not None]
+    mine = copy.copy(config) if given else config
+    for key in given:
+        setattr(mine, key, getattr(options, key))
     return fitted_schedule(mine, options.schedule_epochs, dataset) if options.schedule_epochs else mine
 
 
