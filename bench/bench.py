@@ -118,6 +118,115 @@ def parse(argv=None):
     return steps, questions, args['--precision'], device, threads or None, only
 
 
+def peak_section(all_threads):
+    print('## matmul peak (GFLOP/s, best of the model\'s shapes)\n')
+    print('| threads | fp32 | bf16 |\n|---:|---:|---:|')
+    peak = {}
+    for n in sorted({1, all_threads}):
+        r = peak[n] = measure_child('peak', str(n))
+        print(f'| {n} | {r["fp32"]["peak"]:.1f} | {r["bf16"]["peak"]:.1f} |')
+    print()
+    return peak
+
+
+def batch_section(data):
+    """The useful work of one pretraining step in FLOP: 6 per parameter per target, and attention."""
+    b = measure_child('batches', data, '20')
+    attention = b['fast']['attention_pairs'] * 2 * 2 * N_EMBD * N_LAYER * 3  # q.k and att.v, fwd + 2x bwd
+    useful = b['fast']['targets'] * 6 * MATMUL_PARAMS + attention
+    print(f'## a pretraining batch of 128 (course data)\n\nmake_batch: exact {b["exact"]["ms"]:.1f} ms, '
+          f'fast {b["fast"]["ms"]:.1f} ms per step; {b["fast"]["targets"]:.0f} non-pad tokens of '
+          f'{128 * 127}; useful work {useful / 1e9:.1f} GFLOP per step '
+          f'({attention / 1e9:.1f} of it attention)\n')
+    return useful
+
+
+def pretrain_rows(bench, steps, useful, peak):
+    rows = []
+    fp = 'bf16' if bench.precision == 'bf16' else 'fp32'
+    for variant in ('vanilla', 'synthesizer'):
+        res = {}
+        for mode in ('exact', 'fast'):
+            params = os.path.join(bench.work, f'{variant}.{mode}.params')
+            seconds, mb, _ = bench.run(mode, ['--function=pretrain', f'--variant={variant}',
+                                              f'--writing_params_path={params}', f'--max_steps={steps}'])
+            res[mode] = (seconds, statistics.median(steps_of(log_path(params))[1:]), mb)
+        (es, et, em), (fs, ft, fm) = res['exact'], res['fast']
+        frac = ''
+        if useful and peak:
+            top = peak[max(peak)]
+            frac = f'{useful / et / 1e9 / top["fp32"]["peak"]:.0%} / {useful / ft / 1e9 / top[fp]["peak"]:.0%}'
+        rows.append((f'pretrain {steps} steps, {variant}, batch 128 (whole process)', es, fs, em, fm))
+        rows.append((f'  one step, {variant} (median; of peak: exact / fast {frac})', et, ft, None, None))
+    return rows
+
+
+def finetune_rows(bench):
+    res = {}
+    for mode in ('exact', 'fast'):
+        params = os.path.join(bench.work, f'ft.{mode}.params')
+        res[mode] = bench.run(mode, ['--function=finetune', '--variant=vanilla', bench.finetune_corpus,
+                                     f'--writing_params_path={params}', '--max_epochs=1'])
+    return [('finetune epoch (2,000 examples, batch 256, whole process)', res['exact'][0], res['fast'][0],
+             res['exact'][1], res['fast'][1])]
+
+
+def eval_rows(bench, nq):
+    """The course's decoding against the fast one on the first nq dev questions, for an untrained
+    model (every row decodes to the end) and a briefly finetuned one (rows stop early)."""
+    questions = os.path.join(bench.work, 'dev.tsv')
+    with open(os.path.join(bench.data, 'birth_dev.tsv'), encoding='utf-8') as f:
+        lines = [l for l in f.read().split('\n') if l.strip()][:nq]
+    with open(questions, 'w', encoding='utf-8') as f:
+        f.write('\n'.join(lines) + '\n')
+    untrained = os.path.join(bench.work, 'untrained.params')
+    subprocess.run([sys.executable, '-c', 'import sys, torch; sys.path.insert(0, "."); '
+                    'from submission import GPT, GPTConfig; torch.manual_seed(0); '
+                    f'torch.save(GPT(GPTConfig(256, 128, n_layer=4, n_head=8, n_embd=256)).state_dict(), '
+                    f'{untrained!r})'], cwd=SRC, check=True, capture_output=True)
+    trained = os.path.join(bench.work, 'trained.params')
+    run_py(['--function=finetune', '--variant=vanilla', *bench.course, bench.finetune_corpus,
+            f'--writing_params_path={trained}', '--max_steps=24', '--precision=fp32'], bench.threads)
+    rows = []
+    for label, params in (('untrained model: every row decodes 32 characters', untrained),
+                          ('finetuned 24 steps: rows stop at their second MASK', trained)):
+        res, preds = {}, {}
+        for mode in ('exact', 'fast'):
+            out = os.path.join(bench.work, f'{mode}.predictions')
+            res[mode] = run_py(['--function=evaluate', '--variant=vanilla', *bench.course,
+                                f'--reading_params_path={params}', f'--eval_corpus_path={questions}',
+                                f'--outputs_path={out}', *(['--exact'] if mode == 'exact' else [])], bench.threads)
+            with open(out, encoding='utf-8') as f:
+                preds[mode] = f.read()
+        same = sum(a == b for a, b in zip(preds['exact'].split('\n'), preds['fast'].split('\n'))) - 1
+        rows.append((f'evaluate {nq} dev questions, {label} ({same}/{nq} identical)', res['exact'][0],
+                     res['fast'][0], res['exact'][1], res['fast'][1]))
+    return rows
+
+
+class Bench:
+    """What every measured run.py shares: the course data, a scratch folder, device, threads, precision."""
+
+    def __init__(self, data, device, threads, precision):
+        self.data, self.threads, self.precision = data, threads, precision
+        self.work = tempfile.mkdtemp(prefix='bench-')
+        self.course = [f'--pretrain_corpus_path={data}/wiki.txt', f'--device={device}']
+        self.finetune_corpus = f'--finetune_corpus_path={data}/birth_places_train.tsv'
+
+    def run(self, mode, args):
+        """run.py in the course's computation (mode 'exact') or the fast path at the bench's precision."""
+        flags = ['--exact'] if mode == 'exact' else [f'--precision={self.precision}']
+        return run_py([*args, *self.course, *flags], self.threads)
+
+
+def print_table(rows):
+    print('| measurement | exact (s) | fast (s) | speed-up | peak MB exact | peak MB fast |')
+    print('|---|---:|---:|---:|---:|---:|')
+    for label, te, tf, me, mf in rows:
+        mem = f'{me:.0f} | {mf:.0f}' if me is not None else ' | '
+        print(f'| {label} | {te:.3f} | {tf:.3f} | {te / tf:.2f}x | {mem} |')
+
+
 def main():
     steps, nq, precision, device, threads, only = parse()
     data = course_data_dir()
@@ -126,93 +235,18 @@ def main():
     all_threads = threads or torch.get_num_threads()
     print(cpu_header(all_threads))
     print(f'device {device}; fast path precision {precision}; baseline: run.py --exact (fp32)\n')
-    work = tempfile.mkdtemp(prefix='bench-')
-    course = [f'--pretrain_corpus_path={data}/wiki.txt', f'--device={device}']
-    peak = {}
-
-    if 'peak' in only:
-        print('## matmul peak (GFLOP/s, best of the model\'s shapes)\n')
-        print('| threads | fp32 | bf16 |\n|---:|---:|---:|')
-        for n in sorted({1, all_threads}):
-            r = measure_child('peak', str(n))
-            peak[n] = r
-            print(f'| {n} | {r["fp32"]["peak"]:.1f} | {r["bf16"]["peak"]:.1f} |')
-        print()
-
-    useful = None
-    if 'batches' in only or 'pretrain' in only:
-        b = measure_child('batches', data, '20')
-        attention = b['fast']['attention_pairs'] * 2 * 2 * N_EMBD * N_LAYER * 3  # q.k and att.v, fwd + 2x bwd
-        useful = b['fast']['targets'] * 6 * MATMUL_PARAMS + attention
-        print(f'## a pretraining batch of 128 (course data)\n\nmake_batch: exact {b["exact"]["ms"]:.1f} ms, '
-              f'fast {b["fast"]["ms"]:.1f} ms per step; {b["fast"]["targets"]:.0f} non-pad tokens of '
-              f'{128 * 127}; useful work {useful / 1e9:.1f} GFLOP per step '
-              f'({attention / 1e9:.1f} of it attention)\n')
-
+    bench = Bench(data, device, threads, precision)
+    peak = peak_section(all_threads) if 'peak' in only else {}
+    useful = batch_section(data) if 'batches' in only or 'pretrain' in only else None
     rows = []
-    fp = 'bf16' if precision == 'bf16' else 'fp32'
     if 'pretrain' in only:
-        for variant in ('vanilla', 'synthesizer'):
-            res = {}
-            for mode in ('exact', 'fast'):
-                params = os.path.join(work, f'{variant}.{mode}.params')
-                flags = ['--exact'] if mode == 'exact' else [f'--precision={precision}']
-                seconds, mb, _ = run_py(['--function=pretrain', f'--variant={variant}', *course,
-                                         f'--writing_params_path={params}', f'--max_steps={steps}', *flags], threads)
-                step = statistics.median(steps_of(log_path(params))[1:])
-                res[mode] = (seconds, step, mb)
-            (es, et, em), (fs, ft, fm) = res['exact'], res['fast']
-            frac = ''
-            if useful and peak:
-                top = peak[all_threads]
-                frac = (f'{useful / et / 1e9 / top["fp32"]["peak"]:.0%} / '
-                        f'{useful / ft / 1e9 / top[fp]["peak"]:.0%}')
-            rows.append((f'pretrain {steps} steps, {variant}, batch 128 (whole process)', es, fs, em, fm))
-            rows.append((f'  one step, {variant} (median; of peak: exact / fast {frac})', et, ft, None, None))
+        rows += pretrain_rows(bench, steps, useful, peak)
     if 'finetune' in only:
-        res = {}
-        for mode in ('exact', 'fast'):
-            params = os.path.join(work, f'ft.{mode}.params')
-            flags = ['--exact'] if mode == 'exact' else [f'--precision={precision}']
-            res[mode] = run_py(['--function=finetune', '--variant=vanilla', *course,
-                                f'--finetune_corpus_path={data}/birth_places_train.tsv',
-                                f'--writing_params_path={params}', '--max_epochs=1', *flags], threads)
-        rows.append(('finetune epoch (2,000 examples, batch 256, whole process)', res['exact'][0], res['fast'][0],
-                     res['exact'][1], res['fast'][1]))
+        rows += finetune_rows(bench)
     if 'eval' in only:
-        questions = os.path.join(work, 'dev.tsv')
-        with open(os.path.join(data, 'birth_dev.tsv'), encoding='utf-8') as f:
-            lines = [l for l in f.read().split('\n') if l.strip()][:nq]
-        with open(questions, 'w', encoding='utf-8') as f:
-            f.write('\n'.join(lines) + '\n')
-        untrained = os.path.join(work, 'untrained.params')
-        subprocess.run([sys.executable, '-c', 'import sys, torch; sys.path.insert(0, "."); '
-                        'from submission import GPT, GPTConfig; torch.manual_seed(0); '
-                        f'torch.save(GPT(GPTConfig(256, 128, n_layer=4, n_head=8, n_embd=256)).state_dict(), '
-                        f'{untrained!r})'], cwd=SRC, check=True, capture_output=True)
-        trained = os.path.join(work, 'trained.params')
-        run_py(['--function=finetune', '--variant=vanilla', *course, f'--finetune_corpus_path={data}/birth_places_train.tsv',
-                f'--writing_params_path={trained}', '--max_steps=24', '--precision=fp32'], threads)
-        for label, params in (('untrained model: every row decodes 32 characters', untrained),
-                              ('finetuned 24 steps: rows stop at their second MASK', trained)):
-            res, preds = {}, {}
-            for mode in ('exact', 'fast'):
-                out = os.path.join(work, f'{mode}.predictions')
-                res[mode] = run_py(['--function=evaluate', '--variant=vanilla', *course,
-                                    f'--reading_params_path={params}', f'--eval_corpus_path={questions}',
-                                    f'--outputs_path={out}', *(['--exact'] if mode == 'exact' else [])], threads)
-                with open(out, encoding='utf-8') as f:
-                    preds[mode] = f.read()
-            same = sum(a == b for a, b in zip(preds['exact'].split('\n'), preds['fast'].split('\n'))) - 1
-            rows.append((f'evaluate {nq} dev questions, {label} ({same}/{nq} identical)', res['exact'][0],
-                         res['fast'][0], res['exact'][1], res['fast'][1]))
-
+        rows += eval_rows(bench, nq)
     if rows:
-        print('| measurement | exact (s) | fast (s) | speed-up | peak MB exact | peak MB fast |')
-        print('|---|---:|---:|---:|---:|---:|')
-        for label, te, tf, me, mf in rows:
-            mem = f'{me:.0f} | {mf:.0f}' if me is not None else ' | '
-            print(f'| {label} | {te:.3f} | {tf:.3f} | {te / tf:.2f}x | {mem} |')
+        print_table(rows)
 
 
 if __name__ == '__main__':

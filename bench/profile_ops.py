@@ -40,7 +40,8 @@ def table(prof, rows):
     return prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=rows)
 
 
-def main():
+def arguments():
+    """The command line's options, checked, and the course data's folder."""
     try:
         args = docopt(__doc__)
     except DocoptExit:
@@ -51,10 +52,16 @@ def main():
         raise UsageError(f'unknown --variant={args["--variant"]}; use vanilla or synthesizer')
     if args['--threads']:
         torch.set_num_threads(whole_number(args['--threads'], '--threads', high=os.cpu_count() * 4))
-    rows = whole_number(args['--rows'], '--rows')
+    whole_number(args['--rows'], '--rows')
     data = course_data_dir()
     if data is None:
         sys.exit('error: profiling needs the course data: put it in src/data (see src/data/README.md)')
+    return args, data
+
+
+def main():
+    args, data = arguments()
+    rows = int(args['--rows'])
     with open(os.path.join(data, 'wiki.txt'), encoding='utf-8') as f:
         ds = CharCorruptionDataset(f.read(), 128)
     random.seed(0)
@@ -81,12 +88,15 @@ def main():
     print(f'## pretraining step ({args["--variant"]}, {args["--precision"]}, {torch.get_num_threads()} threads): '
           f'{plain:.3f} s unprofiled\n')
     print(table(prof, rows))
+    profile_evaluation(data, lambda: init(mconf), ds, rows)
 
-    model.eval()
+
+def profile_evaluation(data, untrained_model, ds, rows):
+    """The fast decoding of every dev question by an untrained model: every row decodes to the end."""
     with open(os.path.join(data, 'birth_dev.tsv'), encoding='utf-8') as f:
         questions = [line.split('\t')[0] for line in f.read().split('\n') if line.strip()]
     torch.manual_seed(0)
-    untrained = init(mconf)
+    untrained = untrained_model().eval()
     evaluate.predict_places(untrained, questions[:50], ds.stoi, ds.itos, 'cpu')
     t0 = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:

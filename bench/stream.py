@@ -341,12 +341,7 @@ def compare(corpus, people_files, epochs, seed, rate_epochs=650, out=print):
     longest = int(BLOCK * 7 / 8)
     places = {}
     for path in people_files:
-        people = recall.people(path)
-        mine = birthplaces(dataset, people)
-        out(f'{os.path.basename(path)}: {len(mine)} of {len(people)} people have a birthplace in their biography, '
-            f'{sum(b > longest for _, b in mine.values())} of them ending past character {longest} (never seen '
-            f'whole: the course keeps at most {longest})')
-        places.update(mine)
+        places.update(located_birthplaces(dataset, path, longest, out))
     failed = 0
 
     def check(name, ok, detail):
@@ -364,6 +359,31 @@ def compare(corpus, people_files, epochs, seed, rate_epochs=650, out=print):
           'every document exactly once an epoch in ' + ' and '.join(
               name for name, m in (('the course\'s stream', course), ('the fast path\'s', fast)) if m['once'])
           if course['once'] or fast['once'] else 'neither stream draws every document once an epoch')
+    distribution_checks(course, fast, longest, check)
+    worst_example, worst_token = weights_differ(dataset, seed)
+    check('weights in the loss', worst_example < 1e-6 and worst_token < 1e-6,
+          f'an example\'s share of the loss, padded against packed: largest difference {worst_example:.1e}; '
+          f'a target\'s weight against 1/(targets of the batch): {worst_token:.1e}')
+    rates, config = fast_rates(dataset, rate_epochs, seed)
+    expected = course_rates(len(dataset), rate_epochs, config, BLOCK - 1)
+    worst = max((abs(a - b) / b for a, b in zip(rates, expected)), default=float('inf'))
+    check('learning rate at every step', len(rates) == len(expected) and worst < 1e-12,
+          f'{len(rates):,} steps (course: {len(expected):,}); largest relative difference {worst:.1e}; '
+          f'the rate ends at {rates[-1] / config.learning_rate:.3f} of its peak')
+    return failed
+
+
+def located_birthplaces(dataset, path, longest, out):
+    people = recall.people(path)
+    mine = birthplaces(dataset, people)
+    out(f'{os.path.basename(path)}: {len(mine)} of {len(people)} people have a birthplace in their biography, '
+        f'{sum(b > longest for _, b in mine.values())} of them ending past character {longest} (never seen '
+        f'whole: the course keeps at most {longest})')
+    return mine
+
+
+def distribution_checks(course, fast, longest, check):
+    """The two streams' measured examples drawn from the same distributions, and the course's rules held."""
     for key, what in (('kept', 'truncation length'), ('masked', 'masked span length'),
                       ('start', 'masked span start'), ('place', 'birthplace in the example')):
         stat, dof, p = chi_square(course[key], fast[key])
@@ -381,17 +401,6 @@ def compare(corpus, people_files, epochs, seed, rate_epochs=650, out=print):
         bias = mean(m['quarter'])
         check(f'{name}: masked span a quarter of the kept text', abs(bias) < 1.5 and std(m['quarter']) > 0.01,
               f'mean(masked - kept/4) = {bias:.3f} (the course grader allows 1.5)')
-    worst_example, worst_token = weights_differ(dataset, seed)
-    check('weights in the loss', worst_example < 1e-6 and worst_token < 1e-6,
-          f'an example\'s share of the loss, padded against packed: largest difference {worst_example:.1e}; '
-          f'a target\'s weight against 1/(targets of the batch): {worst_token:.1e}')
-    rates, config = fast_rates(dataset, rate_epochs, seed)
-    expected = course_rates(len(dataset), rate_epochs, config, BLOCK - 1)
-    worst = max((abs(a - b) / b for a, b in zip(rates, expected)), default=float('inf'))
-    check('learning rate at every step', len(rates) == len(expected) and worst < 1e-12,
-          f'{len(rates):,} steps (course: {len(expected):,}); largest relative difference {worst:.1e}; '
-          f'the rate ends at {rates[-1] / config.learning_rate:.3f} of its peak')
-    return failed
 
 
 def main(argv=None):

@@ -21,7 +21,7 @@ STRUCTURAL = ('1c-0-hidden', '1c-1-basic', '1c-2-extra', '1e-0-basic', '1e-1-bas
 LATER = ('4a-0-extra', '4a-1-extra', '4b-0-extra', '4b-1-extra', '4b-2-extra')
 ACCURACY = ('1d-0-hidden', '1d-1-hidden', '1f-1-hidden', '1f-2-hidden', '1g-1-hidden', '1g-2-hidden',
             '4a-2-extra', '4a-3-extra', '4b-3-extra', '4b-4-extra')
-# The course's test ids and points, synthesizer year (SPEC section 10).
+# The course's test ids and points, synthesizer year (its grader.py).
 COURSE_POINTS = {
     '1a-sample': 0, '1b-sample': 0, '1c-0-hidden': 2, '1c-1-basic': 2, '1d-0-hidden': 2, '1d-1-hidden': 4,
     '1e-0-basic': 5, '1e-1-basic': 5, '1e-2-basic': 5, '1e-3-basic': 5, '1f-0-basic': 7, '1f-1-hidden': 5,

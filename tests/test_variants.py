@@ -18,7 +18,7 @@ from conftest import assert_one_line_error, lines_of, read, run, run_py
 from submission import GPT, CharCorruptionDataset, GPTConfig, NameDataset, apply_rotary_emb, precompute_rotary_emb
 from submission.lib import batching
 from tools import demo, evaluate, report
-from test_spec import CourseAttention, CourseBlock
+from test_course_contract import CourseAttention, CourseBlock
 
 N_LAYER, N_HEAD, N_EMBD = 4, 8, 256
 

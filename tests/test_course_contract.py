@@ -1,4 +1,5 @@
-"""The contract of SPEC sections 4 to 8, checked on real modules.
+"""The course's contract, checked on real modules: its datasets, model, attention variants,
+trainer and helper, with the names, shapes and settings the handout gives them.
 
 Facts of the course data (sizes, vocabulary, final_tokens, the London baseline)
 are checked on the course data (`course_data`, skipped without it); every
@@ -272,7 +273,7 @@ def test_forward_returns_logits_and_ignore_pad_loss(world_pre):
 
 
 def synth_formula(attn, x):
-    """SPEC section 6, computed plainly head by head."""
+    """The synthesizer's attention as the handout defines it, computed plainly head by head."""
     B, T, C = x.shape
     h = attn.n_head
     d = C // h
@@ -400,7 +401,7 @@ def test_sample_extends_by_steps(world_pre):
 
 COURSE_SIGNATURES = {
     # name: the course's parameters, in order, with their defaults ('*' for **kwargs)
-    'NameDataset': ['data', 'pretraining_dataset'],  # the text first (SPEC section 4)
+    'NameDataset': ['data', 'pretraining_dataset'],  # the text first, as the course calls them
     'CharCorruptionDataset': ['data', 'block_size'],
     'GPTConfig': ['vocab_size', 'block_size', '**kwargs'],
     'GPT': ['config'],
