@@ -508,14 +508,20 @@ def test_the_params_and_their_vocabulary_land_together_or_not_at_all(src_copy, t
     assert snapshot(str(tmp_path)) == before
 
 
-def test_two_signals_in_a_row_leave_no_lock(src_copy):
-    params = 'submission/vanilla.pretrain.params'
+def pretraining_at_step_two(src_copy, params):
+    """A pretraining process of 500 steps, returned once its metrics log has step 2."""
     proc = subprocess.Popen([sys.executable, 'run.py', *pretrain(params), *SMALL, '--max_steps=500'], cwd=src_copy,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = src_copy / (params + '.log.jsonl')
     while not (log.exists() and '"step": 2,' in log.read_text()):
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.1)
+    return proc
+
+
+def test_two_signals_in_a_row_leave_no_lock(src_copy):
+    params = 'submission/vanilla.pretrain.params'
+    proc = pretraining_at_step_two(src_copy, params)
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -526,12 +532,7 @@ def test_two_signals_in_a_row_leave_no_lock(src_copy):
 
 def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_note(src_copy):
     params = 'submission/vanilla.pretrain.params'
-    proc = subprocess.Popen([sys.executable, 'run.py', *pretrain(params), *SMALL, '--max_steps=500'], cwd=src_copy,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log = src_copy / (params + '.log.jsonl')
-    while not (log.exists() and '"step": 2,' in log.read_text()):
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.1)
+    proc = pretraining_at_step_two(src_copy, params)
     proc.kill()
     proc.wait()
     assert stray(src_copy / 'submission') == ['vanilla.pretrain.params.lock']  # SIGKILL cleans nothing

@@ -170,11 +170,11 @@ def stop_if_diverged(model, step, params_path):
     """Weights that are not finite are a run that diverged: stopped here, before its params or
     checkpoint take them (a loss that is not finite alone is a step fp16's gradient scaler skips)."""
     bad = first_not_finite(model.named_parameters())
-    if bad:
-        written = f'{params_path} was not written' if params_path else 'no params were written'
-        raise UsageError(f'training diverged at step {step}: the loss and {bad} are no longer finite '
-                         f'(NaN or inf); {written}; train again with --restart and --precision=fp32 '
-                         f'or a lower --learning_rate')
+    if not bad:
+        return
+    written = f'{params_path} was not written' if params_path else 'no params were written'
+    raise UsageError(f'training diverged at step {step}: the loss and {bad} are no longer finite (NaN or inf); '
+                     f'{written}; train again with --restart and --precision=fp32 or a lower --learning_rate')
 
 
 def load_checkpoint(path):
