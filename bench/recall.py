@@ -55,9 +55,14 @@ def masked_prompt(doc, name, place, longest):
 def people(path):
     """(name, place) of every "Where was X born?<TAB>place" line of a questions file."""
     lines, answered = utils.read_eval_lines(path)
+    return people_of(lines if answered else [line.split('\t')[0] for line in lines], path)
+
+
+def people_of(lines, path):
+    """(name, place) of question<TAB>answer lines read from `path`, each "Where was X born?"."""
     out = []
     for fields in (line.strip().split('\t') for line in lines):
-        if not answered or not fields[0].startswith('Where was ') or not fields[0].endswith(' born?'):
+        if len(fields) != 2 or not fields[0].startswith('Where was ') or not fields[0].endswith(' born?'):
             raise UsageError(f'{path}: "{fields[0]}" is not a "Where was X born?<TAB>place" line; '
                              f'give a file of questions with their answers')
         out.append((fields[0][len('Where was '):-len(' born?')], fields[1]))
@@ -100,28 +105,37 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     text = files.read_text(args.corpus, '--corpus')
     dataset = CharCorruptionDataset(text, 128)
-    o = argparse.Namespace(variant=args.variant, exact=False, device=args.device, dropout=None,
-                           bottleneck_dim=args.bottleneck_dim)
+    model = pretrained(args.variant, args.params, dataset, args.device, args.bottleneck_dim)
+    print(probe(model, dataset, text, people(args.questions), args.device, args.examples)[2])
+
+
+def pretrained(variant, params, dataset, device, bottleneck_dim=None):
+    """The params file's model, as run.py builds it for the corpus's vocabulary, ready to decode."""
+    o = argparse.Namespace(variant=variant, exact=False, device=device, dropout=None, bottleneck_dim=bottleneck_dim)
     model = run.build_model(o, dataset)
-    checkpoint.load_into(model, args.params, dataset.itos)
-    model.eval()
+    checkpoint.load_into(model, params, dataset.itos)
+    return model.eval()
+
+
+def probe(model, dataset, text, questions, device, examples=0):
+    """(recalled, probed, the line that says so) for (name, place) questions: each birthplace masked
+    in its person's biography of the corpus `text`, and filled in by the model."""
     longest = int(dataset.block_size * 7 / 8)  # CharCorruptionDataset's longest truncation
     lines = text.split('\n')
     probed = recalled = 0
-    questions = people(args.questions)
     for name, place in questions:
         doc = biography(lines, name)
         prompt = masked_prompt(doc, name, place, longest) if doc else None
         if prompt is None:
             continue
-        guess = fill_in(model, prompt, dataset.stoi, dataset.itos, args.device, len(place) + 8)
+        guess = fill_in(model, prompt, dataset.stoi, dataset.itos, device, len(place) + 8)
         probed += 1
         recalled += guess.strip().startswith(place)  # the span's length is unknown to the model
-        if probed <= args.examples:
+        if probed <= examples:
             print(f'{prompt!r} -> {guess!r} (answer: {place})')
     share = f' = {100 * recalled / probed:.1f} %' if probed else ''
-    print(f'recalled {recalled} of {probed} masked birthplaces{share} '
-          f'({len(questions) - probed} of {len(questions)} questions had none within {longest} characters of a biography)')
+    return recalled, probed, (f'recalled {recalled} of {probed} masked birthplaces{share} ({len(questions) - probed} '
+                              f'of {len(questions)} questions had none within {longest} characters of a biography)')
 
 
 if __name__ == '__main__':

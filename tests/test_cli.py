@@ -1,5 +1,6 @@
 """The real command lines: every run.sh command end to end, and the bad inputs of the first probe
 (test_bad_inputs.py has the rest). Data: the synthetic world, in the course's formats."""
+import json
 import os
 import shutil
 import sys
@@ -327,3 +328,60 @@ def test_every_option_is_declared_once_and_documented():
     assert sorted(declared) == sorted(documented) and len(set(declared)) == len(declared)
     fields = {f.name for f in dataclasses.fields(options.Options)}
     assert {name[2:] for name in declared} <= fields
+
+
+# ---------------------------------------------------------------- bench/validation.py, the validation split
+
+def test_validation_holds_out_training_people_finetunes_on_the_rest_and_scores_them(world_data, params, tmp_path):
+    script = os.path.join(ROOT, 'bench', 'validation.py')
+    out = tmp_path / 'val'
+    given = [f'--corpus={world_data}/wiki.txt', f'--train={world_data}/birth_places_train.tsv', '--threads=1']
+    p = run([sys.executable, script, 'vanilla', str(params['vanilla']), '--out', str(out), '--held_out=20', *given,
+             '--', '--max_steps=2'], tmp_path)
+    assert p.returncode == 0, p.stderr
+    train = lines_of(world_data, 'birth_places_train.tsv')
+    held, kept = lines_of(out, 'held_out.tsv'), lines_of(out, 'train_split.tsv')
+    assert len(held) == 20 and len(kept) == len(train) - 20
+    assert sorted(held + kept) == sorted(train) and not set(held) & set(kept)
+    assert [line for line in train if line in held] == held  # each side in the file's order
+    figures = json.loads((out / 'validation.json').read_text())
+    predictions = (out / 'held_out.predictions').read_text().split('\n')
+    answers = [line.split('\t')[1] for line in held]
+    assert figures['correct'] == sum(a == b for a, b in zip(predictions, answers))
+    assert figures['held_out'] == 20 and 0 < figures['probed'] <= 20 and figures['finetune_options'] == ['--max_steps=2']
+    assert p.stdout.strip().splitlines()[-1] == (
+        f'validation (vanilla, split seed 0): recalled {figures["recalled"]} of {figures["probed"]} held-out '
+        f'birthplaces ({100 * figures["recalled"] / figures["probed"]:.1f} %); answered {figures["correct"]} of 20 '
+        f'held-out questions = {100 * figures["correct"] / 20:.1f} % after the course\'s finetune on the other '
+        f'{len(kept)}')
+    # The finetune saw the kept people only: its log names the split's file.
+    assert str(out / 'train_split.tsv') in p.stdout
+    # The same seed, the same split; another seed, another.
+    sys.path.insert(0, os.path.join(ROOT, 'bench'))
+    import validation
+    assert validation.split(train, 20, 0)[1] == held
+    assert validation.split(train, 20, 1)[1] != held
+
+
+def test_validation_refuses_bad_inputs_in_one_line_and_leaves_nothing(world_data, params, tmp_path):
+    script = os.path.join(ROOT, 'bench', 'validation.py')
+    given = [f'--corpus={world_data}/wiki.txt', f'--train={world_data}/birth_places_train.tsv', '--threads=1']
+    n = len(lines_of(world_data, 'birth_places_train.tsv'))
+    out = tmp_path / 'val'
+    call = lambda *args: run([sys.executable, script, *args], tmp_path)
+    for held in ('0', str(n), 'x'):
+        assert_one_line_error(call('vanilla', str(params['vanilla']), '--out', str(out), f'--held_out={held}', *given),
+                              '--held_out')
+    given.append('--held_out=5')
+    assert_one_line_error(call('vanilla', str(params['vanilla']), '--out', str(out), *given, '--', '--bogus=1'),
+                          'the finetune would refuse its options', '--bogus')
+    assert_one_line_error(call('vanilla', str(tmp_path / 'none.params'), '--out', str(out), *given), 'does not exist')
+    assert_one_line_error(call('vanilla', str(params['vanilla']), '--out', str(out), given[0], given[-1],
+                               f'--train={world_data}/birth_test_inputs.tsv'), 'is not a "Where was X born?<TAB>place"')
+    # A failure after the split was written (the synthesizer cannot load vanilla's params) removes it.
+    assert_one_line_error(call('synthesizer', str(params['vanilla']), '--out', str(out), *given))
+    assert not out.exists()
+    out.mkdir()
+    (out / 'keep.txt').write_text('mine')
+    assert_one_line_error(call('vanilla', str(params['vanilla']), '--out', str(out), *given), 'not a new or empty folder')
+    assert (out / 'keep.txt').read_text() == 'mine'
