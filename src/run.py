@@ -29,10 +29,12 @@ Our options:
     --dropout=P                     every dropout of the model (default: the course's 0.1)
     --pretrain_questions=FILE       pretrain on these question<TAB>answer lines too, beside the corpus
                                     (the finetuning questions; never dev or test ones)
+    --salient_spans=P               mask a capitalised run of words (a name, a place) with probability P
     --max_steps=N                   stop after N optimizer steps
     --seed=N                        seed for every source of randomness (default 0)
     --device=DEVICE                 cpu, cuda, cuda:N or mps (default: the first available of cuda, mps, cpu)
-    --precision=P                   auto, fp32, bf16 or fp16 (default auto: fp32, the course's precision)
+    --precision=P                   auto, fp32, bf16 or fp16 (default auto: bf16 where the device computes
+                                    it natively and faster, else fp32; fp32 with --exact)
     --threads=N                     CPU threads for torch (default: torch's own choice)
     --compile                       torch.compile the model
     --exact                         the plain course computation: fp32, per-item dataset,
@@ -61,7 +63,7 @@ from tools import evaluate
 from submission.lib import checkpoint
 from submission.lib.checkpoint import load_into
 from submission.lib.files import UsageError
-from submission.lib.recipe import QuestionMix
+from submission.lib.recipe import QuestionMix, SalientSpans
 from submission.helper import (finetune, initialize_perceiver_model, initialize_rope_model,
                                initialize_synthesizer_model, initialize_vanilla_model, pretrain, train)
 from submission.model import GPTConfig
@@ -224,6 +226,8 @@ def main(argv=None):
     torch.manual_seed(o.seed)
 
     pretrain_dataset = pretraining_dataset(o.pretrain_corpus_path)
+    if o.salient_spans:
+        pretrain_dataset = SalientSpans(pretrain_dataset, o.salient_spans)
     if o.pretrain_questions:
         pretrain_dataset = question_mix(o.pretrain_questions, pretrain_dataset)
     if o.function == 'finetune':

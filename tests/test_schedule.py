@@ -9,6 +9,7 @@ import math
 import sys
 
 import pytest
+import torch
 
 from conftest import assert_one_line_error, lines_of, run_py
 from submission.dataset import CharCorruptionDataset
@@ -216,3 +217,60 @@ def test_the_cpu_recipe_commands_train_the_recipe_and_take_an_option_given_after
         (1, 1e-3, int(recipe['batch_size']))
     p = run(['./run.sh', 'vanilla_pretrain_cpu', '--max_steps=1', '--max_steps=2'], src_copy)
     assert_one_line_error(p, '--max_steps is given twice')
+
+
+def test_salient_spans_mask_a_capitalised_run_of_words_and_keep_it_in_the_window(world_data, tmp_path):
+    """--salient_spans=P: with probability P the masked span is a capitalised run of words other than
+    the line's name, kept whole in the window; the rest are the course's draws, unchanged."""
+    import random
+    from submission.lib.recipe import SalientSpans, line_name, salient_spans
+    doc = 'Ann Lee. Ann Lee was born in New York City and studied at Oxford.'
+    assert [doc[s:e] for s, e in salient_spans(doc, 112)] == ['New York City', 'Oxford']
+    assert [doc[s:e] for s, e in salient_spans(doc, 60)] == ['New York City']
+    doc = 'The teacher Hugo Lee was born in Paris. Lee taught.'
+    assert line_name(doc) == '' and [doc[s:e] for s, e in salient_spans(doc, 112)] == ['The', 'Hugo Lee', 'Paris',
+                                                                                          'Lee']
+    corpus = world_corpus(world_data)
+    salient = SalientSpans(corpus, 1.0)
+    mask, itos = 1, corpus.itos
+    random.seed(0)
+    masked_spans = 0
+    for idx in range(len(corpus)):
+        x, y = salient.trimmed(idx)
+        text = ''.join(itos[int(i)] for i in torch.cat([x, y[-1:]]))
+        parts = text.split(itos[mask])
+        assert len(parts) == 4 and parts[3] == ''  # prefix MASK suffix MASK span MASK
+        window = parts[0] + parts[2] + parts[1]
+        assert corpus.data[idx].startswith(window) and len(window) <= 112
+        if salient.spans[idx]:
+            masked_spans += 1
+            assert (len(parts[0]), len(parts[0]) + len(parts[2])) in salient.spans[idx]
+            name = line_name(corpus.data[idx]).split()
+            assert parts[2][0].isupper() and not set(parts[2].split()) & set(name)
+        padded_x, padded_y = salient[idx]
+        assert len(padded_x) == len(padded_y) == 127
+    assert masked_spans > len(corpus) / 2
+    # Share 0: the course's examples, draw for draw.
+    random.seed(1)
+    plain = [corpus.trimmed(i) for i in range(50)]
+    random.seed(1)
+    none = SalientSpans(corpus, 0.0)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(plain, [none.trimmed(i) for i in range(50)]))
+
+
+def test_salient_spans_train_through_the_command_line_and_are_refused_where_they_do_nothing(world_data, tmp_path):
+    params = tmp_path / 's.params'
+    p = pretrain(world_data, params, '--salient_spans=0.5', '--max_steps=2')
+    assert p.returncode == 0, p.stderr
+    assert log_records(str(params) + '.log.jsonl')[0]['settings']['salient_spans'] == 0.5
+    state = torch.load(params, map_location='cpu', weights_only=True)  # a course params file
+    assert 'tok_emb.weight' in state
+    for bad in ('1.5', '-0.1', 'x'):
+        assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', f'--salient_spans={bad}'),
+                              '--salient_spans')
+    assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', '--salient_spans=0.5', '--exact'),
+                          '--salient_spans', '--exact runs the course')
+    p = run_py(['--function=finetune', '--variant=vanilla', f'--pretrain_corpus_path={world_data}/wiki.txt',
+                f'--writing_params_path={tmp_path / "f.params"}',
+                f'--finetune_corpus_path={world_data}/birth_places_train.tsv', '--salient_spans=0.5'])
+    assert_one_line_error(p, '--salient_spans does nothing with --function=finetune')

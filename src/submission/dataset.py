@@ -169,10 +169,13 @@ class CharCorruptionDataset(Dataset):
     def trimmed(self, idx):
         """self[idx] without its trailing padding, from the same random draws:
         (x, y) of equal length, cut from ids encoded once, with no per-character loop."""
+        return self.corrupted(idx, *corruption_spans(len(self.data[idx]), self.block_size))
+
+    def corrupted(self, idx, kept, start, masked):
+        """The trimmed example of line idx for one draw of corruption_spans (or a recipe's own)."""
         if self._ids is None:
             self._ids = torch.split(encode(''.join(self.data), self.stoi), [len(doc) for doc in self.data])
         doc = self._ids[idx]
-        kept, start, masked = corruption_spans(len(doc), self.block_size)
         mask = torch.ones(1, dtype=torch.long)  # id 1 is MASK
         s = torch.cat([doc[:start], mask, doc[start + masked:kept], mask, doc[start:start + masked], mask])
         return s[:-1], s[1:]

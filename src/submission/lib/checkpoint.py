@@ -140,7 +140,7 @@ def run_settings(options, model_config, config, max_epochs, itos):
         'learning_rate': config.learning_rate, 'vocab_size': model_config.vocab_size,
         'block_size': model_config.block_size, 'exact': options.exact, 'precision': options.precision,
         'seed': options.seed, 'schedule_epochs': options.schedule_epochs, 'weight_decay': config.weight_decay,
-        'pretrain_questions': base(options.pretrain_questions),
+        'pretrain_questions': base(options.pretrain_questions), 'salient_spans': options.salient_spans,
         'dropout': model_config.attn_pdrop,
         'vocabulary': ''.join(itos[i] for i in range(len(itos))),
     }

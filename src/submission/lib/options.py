@@ -67,6 +67,7 @@ OPTIONS = (
     Option('--weight_decay', lambda t: fraction(t, '--weight_decay'), TRAINS, recipe=True, config='weight_decay'),
     Option('--dropout', lambda t: fraction(t, '--dropout', high=0.9), TRAINS, recipe=True),
     Option('--pretrain_questions', str, ('pretrain',), recipe=True),
+    Option('--salient_spans', lambda t: fraction(t, '--salient_spans'), ('pretrain',), recipe=True),
     Option('--max_steps', lambda t: whole_number(t, '--max_steps'), TRAINS),
     Option('--seed', lambda t: whole_number(t, '--seed', low=0, high=SEED_LIMIT - 1), TRAINS),
     Option('--device', None, TRAINED),  # device_named(), its default this machine's
@@ -123,6 +124,7 @@ class Options:
     weight_decay: float = None
     dropout: float = None
     pretrain_questions: str = None  # question<TAB>answer lines pretrained on beside the corpus
+    salient_spans: float = None  # the share of examples whose masked span is a salient span
     max_steps: int = None
     threads: int = None     # None: torch's own choice
     resume: bool = False

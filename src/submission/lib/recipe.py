@@ -8,11 +8,20 @@ corruptions and a file of question<TAB>answer lines, as NameDataset makes them,
 shuffled together every epoch (Allen-Zhu & Li, "Physics of Language Models, Part
 3.1", arXiv 2309.14316: questions seen during pretraining make the facts of other
 people extractable far sooner). Only the finetuning questions belong there, never
-the dev or test ones.
+the dev or test ones. `SalientSpans` is --salient_spans=P: with probability P the
+masked span is a capitalised run of words (a place, a person, an institution) and
+the window keeps it whole (salient span masking: Guu et al., REALM, arXiv
+2002.08909; Roberts et al., arXiv 2002.08910).
 """
 import copy
+import random
+import re
+
+import torch
 
 from .options import OPTIONS
+
+WORD = re.compile(r"[\w'-]+")
 
 def fitted_schedule(config, epochs, dataset):
     """The course's schedule fitted to a run of `epochs` epochs (--schedule_epochs): the
@@ -61,3 +70,62 @@ class QuestionMix:
     def trimmed(self, idx):
         dataset, i = self.part(idx)
         return dataset.trimmed(i)
+
+
+def line_name(doc):
+    """The name a line begins with, as the course's wiki.txt writes it ("Ann Lee. Ann Lee was born
+    ..."): its text before the first '. ' when every word there is capitalised; else ''."""
+    head = doc.split('. ', 1)[0] if '. ' in doc else ''
+    words = WORD.findall(head)
+    return head if words and all(w[0].isupper() for w in words) else ''
+
+
+def salient_spans(doc, longest):
+    """(start, end) of every run of capitalised words (one space between them) that ends within the
+    first `longest` characters, leaving out the line's name (line_name) and any word of it: the
+    name is shown at the line's start, so masking it again teaches little."""
+    name = line_name(doc)
+    own = set(WORD.findall(name))
+    spans, run = [], None
+    for word in WORD.finditer(doc):
+        capital = word.group()[0].isupper() and word.group() not in own and word.start() >= len(name)
+        if capital and run and doc[run[1]:word.start()] == ' ':
+            run[1] = word.end()
+        else:
+            if run:
+                spans.append(tuple(run))
+            run = [word.start(), word.end()] if capital else None
+    if run:
+        spans.append(tuple(run))
+    return [(s, e) for s, e in spans if e <= longest]
+
+
+class SalientSpans:
+    """The corpus's span corruption, where with probability `share` the masked span is one of the
+    line's salient spans, drawn uniformly, and the window is cut after it, uniformly between its end
+    and the course's longest (int(block_size * 7 / 8)); a line with none keeps the course's draw.
+    The example's format is the course's: prefix MASK suffix MASK span MASK."""
+
+    def __init__(self, corpus, share):
+        self.corpus, self.share = corpus, share
+        self.stoi, self.itos = corpus.stoi, corpus.itos
+        self.block_size, self.vocab_size = corpus.block_size, corpus.vocab_size
+        self.longest = int(corpus.block_size * 7 / 8)
+        self.spans = [salient_spans(doc, self.longest) for doc in corpus.data]
+
+    def __len__(self):
+        return len(self.corpus)
+
+    def trimmed(self, idx):
+        if not self.share or random.random() >= self.share or not self.spans[idx]:  # share 0: the course's draws
+            return self.corpus.trimmed(idx)
+        start, end = random.choice(self.spans[idx])
+        kept = random.randint(min(max(end, 4), len(self.corpus.data[idx])), min(len(self.corpus.data[idx]),
+                                                                                  self.longest))
+        return self.corpus.corrupted(idx, kept, start, end - start)
+
+    def __getitem__(self, idx):
+        """trimmed(idx) padded to the block, as the course's __getitem__ pads its example."""
+        x, y = self.trimmed(idx)
+        pad = torch.zeros(self.block_size - 1 - len(x), dtype=torch.long)
+        return torch.cat([x, pad]), torch.cat([y, pad])
