@@ -30,6 +30,7 @@ Our options:
     --pretrain_questions=FILE       pretrain on these question<TAB>answer lines too, beside the corpus
                                     (the finetuning questions; never dev or test ones)
     --salient_spans=P               mask a capitalised run of words (a name, a place) with probability P
+    --uneven_people=A               draw each example's line from a power law over the lines, exponent A
     --max_steps=N                   stop after N optimizer steps
     --seed=N                        seed for every source of randomness (default 0)
     --device=DEVICE                 cpu, cuda, cuda:N or mps (default: the first available of cuda, mps, cpu)
@@ -63,7 +64,7 @@ from tools import evaluate
 from submission.lib import checkpoint
 from submission.lib.checkpoint import load_into
 from submission.lib.files import UsageError
-from submission.lib.recipe import QuestionMix, SalientSpans
+from submission.lib.recipe import QuestionMix, SalientSpans, UnevenPeople
 from submission.helper import (finetune, initialize_perceiver_model, initialize_rope_model,
                                initialize_synthesizer_model, initialize_vanilla_model, pretrain, train)
 from submission.model import GPTConfig
@@ -228,6 +229,8 @@ def main(argv=None):
     pretrain_dataset = pretraining_dataset(o.pretrain_corpus_path)
     if o.salient_spans:
         pretrain_dataset = SalientSpans(pretrain_dataset, o.salient_spans)
+    if o.uneven_people:
+        pretrain_dataset = UnevenPeople(pretrain_dataset, o.uneven_people, o.seed)
     if o.pretrain_questions:
         pretrain_dataset = question_mix(o.pretrain_questions, pretrain_dataset)
     if o.function == 'finetune':

@@ -274,3 +274,43 @@ def test_salient_spans_train_through_the_command_line_and_are_refused_where_they
                 f'--writing_params_path={tmp_path / "f.params"}',
                 f'--finetune_corpus_path={world_data}/birth_places_train.tsv', '--salient_spans=0.5'])
     assert_one_line_error(p, '--salient_spans does nothing with --function=finetune')
+
+
+def test_uneven_people_draw_lines_from_a_power_law_fixed_by_the_seed(world_data, tmp_path):
+    """--uneven_people=A: every example's line is drawn anew, line of rank r with probability
+    proportional to 1 / r ** A; the ranks come from the seed, so a resumed run draws the same way."""
+    import collections
+    import random
+    from submission.lib.recipe import UnevenPeople
+    corpus = world_corpus(world_data)
+    uneven = UnevenPeople(corpus, 1.0, seed=0)
+    drawn_lines = []
+    corpus.trimmed = lambda idx: drawn_lines.append(idx) or (torch.ones(3, dtype=torch.long),) * 2
+    random.seed(0)
+    for i in range(20_000):
+        uneven.trimmed(i % len(corpus))
+    drawn = collections.Counter(drawn_lines)
+    ranks = torch.randperm(len(corpus), generator=torch.Generator().manual_seed(0)).tolist()
+    by_rank = sorted(range(len(corpus)), key=lambda i: ranks[i])
+    assert drawn.most_common(1)[0][0] == by_rank[0]
+    assert 1.6 < drawn[by_rank[0]] / drawn[by_rank[1]] < 2.5  # 1 / 1 against 1 / 2
+    share = sum(drawn[i] for i in by_rank[:10]) / 20_000
+    harmonic = lambda n: sum(1 / r for r in range(1, n + 1))
+    assert abs(share - harmonic(10) / harmonic(len(corpus))) < 0.02
+    assert UnevenPeople(corpus, 1.0, seed=0).cumulative == uneven.cumulative
+    assert UnevenPeople(corpus, 1.0, seed=1).cumulative != uneven.cumulative
+    del corpus.trimmed
+    padded_x, _ = uneven[3]
+    assert len(padded_x) == 127
+
+
+def test_uneven_people_through_the_command_line(world_data, tmp_path):
+    params = tmp_path / 'u.params'
+    p = pretrain(world_data, params, '--uneven_people=0.7', '--salient_spans=0.5', '--max_steps=2')
+    assert p.returncode == 0, p.stderr
+    settings = log_records(str(params) + '.log.jsonl')[0]['settings']
+    assert settings['uneven_people'] == 0.7 and settings['salient_spans'] == 0.5
+    for bad in ('0', '4', 'x'):
+        assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', f'--uneven_people={bad}'), '--uneven_people')
+    assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', '--uneven_people=0.7', '--exact'),
+                          '--uneven_people', '--exact runs the course')

@@ -68,6 +68,8 @@ OPTIONS = (
     Option('--dropout', lambda t: fraction(t, '--dropout', high=0.9), TRAINS, recipe=True),
     Option('--pretrain_questions', str, ('pretrain',), recipe=True),
     Option('--salient_spans', lambda t: fraction(t, '--salient_spans'), ('pretrain',), recipe=True),
+    Option('--uneven_people', lambda t: fraction(t, '--uneven_people', high=3.0, open_low=True), ('pretrain',),
+           recipe=True),
     Option('--max_steps', lambda t: whole_number(t, '--max_steps'), TRAINS),
     Option('--seed', lambda t: whole_number(t, '--seed', low=0, high=SEED_LIMIT - 1), TRAINS),
     Option('--device', None, TRAINED),  # device_named(), its default this machine's
@@ -125,6 +127,7 @@ class Options:
     dropout: float = None
     pretrain_questions: str = None  # question<TAB>answer lines pretrained on beside the corpus
     salient_spans: float = None  # the share of examples whose masked span is a salient span
+    uneven_people: float = None  # the power law's exponent over the lines drawn
     max_steps: int = None
     threads: int = None     # None: torch's own choice
     resume: bool = False

@@ -11,9 +11,13 @@ people extractable far sooner). Only the finetuning questions belong there, neve
 the dev or test ones. `SalientSpans` is --salient_spans=P: with probability P the
 masked span is a capitalised run of words (a place, a person, an institution) and
 the window keeps it whole (salient span masking: Guu et al., REALM, arXiv
-2002.08909; Roberts et al., arXiv 2002.08910).
+2002.08909; Roberts et al., arXiv 2002.08910). `UnevenPeople` is --uneven_people=A:
+each example's line drawn from a power law over the people instead of each line
+once an epoch. Each is a `CorpusView` of the dataset it wraps.
 """
+import bisect
 import copy
+import itertools
 import random
 import re
 
@@ -47,15 +51,32 @@ def with_recipe(config, options, dataset):
     return fitted_schedule(mine, options.schedule_epochs, dataset) if options.schedule_epochs else mine
 
 
-class QuestionMix:
-    """A pretraining corpus and a set of questions as one dataset: items 0..len(corpus)-1 are the
-    corpus's span corruptions, the rest the questions (NameDataset examples); the vocabulary and
-    block size are the corpus's."""
+class CorpusView:
+    """A pretraining dataset made from another: its vocabulary, block size and length are the
+    corpus's, and its per-item example is its trimmed one padded to the block, as the course's
+    __getitem__ pads its own."""
 
-    def __init__(self, corpus, questions):
-        self.corpus, self.questions = corpus, questions
+    def __init__(self, corpus):
+        self.corpus = corpus
         self.stoi, self.itos = corpus.stoi, corpus.itos
         self.block_size, self.vocab_size = corpus.block_size, corpus.vocab_size
+
+    def __len__(self):
+        return len(self.corpus)
+
+    def __getitem__(self, idx):
+        x, y = self.trimmed(idx)
+        pad = torch.zeros(self.block_size - 1 - len(x), dtype=torch.long)
+        return torch.cat([x, pad]), torch.cat([y, pad])
+
+
+class QuestionMix(CorpusView):
+    """A pretraining corpus and a set of questions as one dataset: items 0..len(corpus)-1 are the
+    corpus's span corruptions, the rest the questions (NameDataset examples)."""
+
+    def __init__(self, corpus, questions):
+        super().__init__(corpus)
+        self.questions = questions
 
     def __len__(self):
         return len(self.corpus) + len(self.questions)
@@ -100,16 +121,15 @@ def salient_spans(doc, longest):
     return [(s, e) for s, e in spans if e <= longest]
 
 
-class SalientSpans:
+class SalientSpans(CorpusView):
     """The corpus's span corruption, where with probability `share` the masked span is one of the
     line's salient spans, drawn uniformly, and the window is cut after it, uniformly between its end
     and the course's longest (int(block_size * 7 / 8)); a line with none keeps the course's draw.
     The example's format is the course's: prefix MASK suffix MASK span MASK."""
 
     def __init__(self, corpus, share):
-        self.corpus, self.share = corpus, share
-        self.stoi, self.itos = corpus.stoi, corpus.itos
-        self.block_size, self.vocab_size = corpus.block_size, corpus.vocab_size
+        super().__init__(corpus)
+        self.share = share
         self.longest = int(corpus.block_size * 7 / 8)
         self.spans = [salient_spans(doc, self.longest) for doc in corpus.data]
 
@@ -124,8 +144,18 @@ class SalientSpans:
                                                                                   self.longest))
         return self.corpus.corrupted(idx, kept, start, end - start)
 
-    def __getitem__(self, idx):
-        """trimmed(idx) padded to the block, as the course's __getitem__ pads its example."""
-        x, y = self.trimmed(idx)
-        pad = torch.zeros(self.block_size - 1 - len(x), dtype=torch.long)
-        return torch.cat([x, pad]), torch.cat([y, pad])
+
+class UnevenPeople(CorpusView):
+    """Some people far more often than others (--uneven_people=A): every example's line is drawn
+    anew, line i with probability proportional to 1 / rank_i ** A, the ranks a fixed shuffle of the
+    lines (from `seed`), so an epoch is len(corpus) draws of a power law instead of each line once
+    (Zucchet et al., arXiv 2503.21676: exponents 0.6-0.8 shorten the plateau before recall)."""
+
+    def __init__(self, corpus, power, seed):
+        super().__init__(corpus)
+        ranks = torch.randperm(len(corpus), generator=torch.Generator().manual_seed(seed)).tolist()
+        self.cumulative = list(itertools.accumulate((rank + 1) ** -power for rank in ranks))
+
+    def trimmed(self, idx):
+        line = bisect.bisect_right(self.cumulative, random.random() * self.cumulative[-1])
+        return self.corpus.trimmed(min(line, len(self.cumulative) - 1))
