@@ -46,16 +46,16 @@ def tiny(world_pre, **kw):
 
 # ---------------------------------------------------------------- precision
 
-@pytest.mark.parametrize('capability, gain, chosen', [
-    ((9, 0), 2.0, 'bf16'), ((8, 0), 1.5, 'bf16'), ((9, 0), 1.1, 'fp32'), ((7, 5), 4.0, 'fp32'), ((6, 1), 4.0, 'fp32')])
-def test_auto_precision_on_gpus(fake_gpus, monkeypatch, capability, gain, chosen):
-    """bf16 on GPUs with native bf16 (8.0 and later) whose bf16 matmuls measure faster; the
-    course's fp32 elsewhere, and always with --exact."""
+@pytest.mark.parametrize('capability', [(9, 0), (8, 0), (7, 5), (6, 1)])
+def test_auto_precision_on_gpus(fake_gpus, monkeypatch, capability):
+    """fp32 on every GPU, measured: on an H200 bf16's whole step was no faster and bf16 diverged at
+    the course's settings; the line says why, by compute capability. bf16 asked for is given."""
     fake_gpus(capability=capability)
-    monkeypatch.setattr(options, 'bf16_matmul_gain', lambda device: gain)
+    monkeypatch.setattr(options, 'bf16_matmul_gain', lambda device: 4.0)
     precision, why = options.precision_for('auto', 'cuda', exact=False)
-    assert precision == chosen and why.startswith('auto: ')
-    assert ('compute capability' in why) == (capability < (8, 0))
+    assert precision == 'fp32'
+    assert why == (options.GPU_FP32 if capability >= (8, 0) else
+                   f'auto: compute capability {capability[0]}.{capability[1]} has no native bf16 (8.0 and later)')
     assert options.precision_for('auto', 'cuda', exact=True) == ('fp32', '')
     assert options.precision_for('bf16', 'cuda', exact=False) == ('bf16', '')  # asked for: given
     assert options.precision_for('fp16', 'cuda', exact=False) == ('fp16', '')

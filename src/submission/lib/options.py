@@ -300,13 +300,15 @@ def precision_for(text, device, exact):
 
 
 BF16_GAIN = 1.3  # how much faster bf16's matmuls must be than fp32's for auto to take bf16
+GPU_FP32 = ('auto: fp32 on GPUs, where bf16 was no faster at this model\'s size and diverged at the course\'s '
+            'settings (an H200; --precision=bf16 asks for it)')
 
 
 def auto_precision(device):
-    """(precision, why) for --precision=auto: bf16 where the device has native bf16 (AVX512-BF16
-    or AMX on a CPU, compute capability 8.0 or later on an NVIDIA GPU) and bf16 matmuls at this
-    model's shapes run at least BF16_GAIN times as fast as fp32's (TF32 on a GPU); else fp32.
-    Under several processes, fp32: each would measure for itself, and they must agree."""
+    """(precision, why) for --precision=auto: bf16 on a CPU with native bf16 (AVX512-BF16 or AMX)
+    whose bf16 matmuls at this model's shapes run at least BF16_GAIN times as fast as its fp32
+    ones; else fp32, and on every GPU (GPU_FP32). Under several processes, fp32: each would
+    measure for itself, and they must agree."""
     if distributed.launched_world_size() > 1:
         return 'fp32', 'auto: fp32 under several processes, which must agree'
     if device == 'cpu':
@@ -316,6 +318,9 @@ def auto_precision(device):
         major, minor = torch.cuda.get_device_capability(device)
         if major < 8:
             return 'fp32', f'auto: compute capability {major}.{minor} has no native bf16 (8.0 and later)'
+        # Measured on an NVIDIA H200 (docs/RESULTS.md): at this model's size fp32's whole step (TF32)
+        # was not slower than bf16's, and bf16 diverged at the course's settings.
+        return 'fp32', GPU_FP32
     else:
         return 'fp32', f'auto: fp32 on {device}'
     gain = bf16_matmul_gain(device)
