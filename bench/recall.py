@@ -10,7 +10,9 @@ masked, and the model fills the mask in greedily, in the format span corruption 
 (prefix MASK suffix MASK, then the masked text, ended by a PAD or a MASK). A biography counts
 only where the answer ends within the first int(block_size * 7 / 8) characters, the longest
 document pretraining shows the model. A birthplace is recalled when the filled-in text, less
-spaces at its ends, begins with it (the model does not know where the masked span ends). The line
+spaces at its ends, begins with it (the model does not know where the masked span ends); and the
+birthplace is scored, character by character, given the masked biography (nats a character: it
+falls before any birthplace is recalled, so it ranks models that recall none). The line
 printed says how many masked birthplaces the model recalls; a model that recalls few of them cannot answer "Where was X born?" about
 people it was not finetuned on, however it is finetuned. The finetuned model's own probe is the
 course's dev evaluation.
@@ -84,6 +86,20 @@ def fill_in(model, prompt, stoi, itos, device, most):
     return text.replace(PAD_CHAR, MASK_CHAR).split(MASK_CHAR)[0]
 
 
+@torch.no_grad()
+def surprise(model, prompt, place, stoi, device):
+    """(nats, characters): what the model pays to write the birthplace after the prompt, each
+    character given the ones before it (teacher-forced). Unlike the greedy fill it moves before
+    any birthplace is recalled, so it ranks models on recall's plateau. Prompt and place fit the
+    block: the prompt is at most `longest` characters less the place, plus two masks."""
+    ids = [stoi[c] for c in prompt + place if c in stoi]
+    n = sum(c in stoi for c in place)
+    logits, _ = model(torch.tensor([ids[:-1]], device=device))
+    # logits[t] scores ids[t + 1]: the place's characters are scored by the last n positions.
+    logp = torch.log_softmax(logits[0, -n:].float(), dim=-1)
+    return -logp.gather(1, torch.tensor(ids[-n:], device=device)[:, None]).sum().item(), n
+
+
 def main(argv=None):
     parser = options.ArgumentParser(prog='bench/recall.py', description=__doc__.split('\n')[0])
     parser.add_argument('variant', choices=['vanilla', 'synthesizer', 'perceiver', 'rope'])
@@ -106,7 +122,7 @@ def main(argv=None):
     text = files.read_text(args.corpus, '--corpus')
     dataset = CharCorruptionDataset(text, 128)
     model = pretrained(args.variant, args.params, dataset, args.device, args.bottleneck_dim)
-    print(probe(model, dataset, text, people(args.questions), args.device, args.examples)[2])
+    print(probe(model, dataset, text, people(args.questions), args.device, args.examples)[3])
 
 
 def pretrained(variant, params, dataset, device, bottleneck_dim=None):
@@ -118,11 +134,12 @@ def pretrained(variant, params, dataset, device, bottleneck_dim=None):
 
 
 def probe(model, dataset, text, questions, device, examples=0):
-    """(recalled, probed, the line that says so) for (name, place) questions: each birthplace masked
-    in its person's biography of the corpus `text`, and filled in by the model."""
+    """(recalled, probed, nats a birthplace character, the line that says so) for (name, place)
+    questions: each birthplace masked in its person's biography of the corpus `text`, filled in by
+    the model, and scored (surprise)."""
     longest = int(dataset.block_size * 7 / 8)  # CharCorruptionDataset's longest truncation
     lines = text.split('\n')
-    probed = recalled = 0
+    probed = recalled = nats = chars = 0
     for name, place in questions:
         doc = biography(lines, name)
         prompt = masked_prompt(doc, name, place, longest) if doc else None
@@ -130,12 +147,17 @@ def probe(model, dataset, text, questions, device, examples=0):
             continue
         guess = fill_in(model, prompt, dataset.stoi, dataset.itos, device, len(place) + 8)
         probed += 1
+        paid, n = surprise(model, prompt, place, dataset.stoi, device)
+        nats, chars = nats + paid, chars + n
         recalled += guess.strip().startswith(place)  # the span's length is unknown to the model
         if probed <= examples:
             print(f'{prompt!r} -> {guess!r} (answer: {place})')
     share = f' = {100 * recalled / probed:.1f} %' if probed else ''
-    return recalled, probed, (f'recalled {recalled} of {probed} masked birthplaces{share} ({len(questions) - probed} '
-                              f'of {len(questions)} questions had none within {longest} characters of a biography)')
+    per_char = nats / chars if chars else float('nan')
+    return recalled, probed, per_char, (
+        f'recalled {recalled} of {probed} masked birthplaces{share}, {per_char:.3f} nats a birthplace character '
+        f'({len(questions) - probed} of {len(questions)} questions had none within {longest} characters of a '
+        f'biography)')
 
 
 if __name__ == '__main__':

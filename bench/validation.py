@@ -10,7 +10,8 @@ Their biographies stay in the pretraining corpus (default src/data/wiki.txt, whi
 pretrained on); their questions leave finetuning. For the pretrained PARAMS this measures:
 
   recall    bench/recall.py's probe on the held-out people's biographies: the birthplace masked,
-            the pretrained model fills it in (what pretraining stored, before any finetuning);
+            the pretrained model fills it in (what pretraining stored, before any finetuning),
+            and the nats it pays a birthplace character (which ranks models that recall none);
   answered  the course's finetune of PARAMS on the other people's questions (run.py, its own
             settings; OPTIONS after `--` go to it, e.g. --seed=1), then the course's evaluation
             on the held-out questions.
@@ -129,7 +130,7 @@ def validate(args, finetune):
     text = files.read_text(args.corpus, '--corpus')
     dataset = CharCorruptionDataset(text, 128)
     model = recall.pretrained(args.variant, args.params, dataset, args.device, args.bottleneck_dim)
-    recalled, probed, said = recall.probe(model, dataset, text, held_people, args.device)
+    recalled, probed, nats, said = recall.probe(model, dataset, text, held_people, args.device)
     print(f'== recall on the held-out biographies: {said}', flush=True)
     seconds['probe'] = time.time() - start
     for stage, argv in (('finetune', tune), ('evaluate', evaluate)):
@@ -141,12 +142,13 @@ def validate(args, finetune):
     correct = sum(p == place for p, (_, place) in zip(predictions, held_people))
     figures = dict(variant=args.variant, params=os.path.abspath(args.params), held_out=len(held),
                    kept=len(kept), split_seed=args.split_seed, recalled=recalled, probed=probed,
+                   nats_per_char=round(nats, 4),
                    correct=correct, accuracy=correct / len(held), finetune_options=finetune,
                    seconds={k: round(v, 1) for k, v in seconds.items()})
     files.save_text(json.dumps(figures, indent=1) + '\n', os.path.join(args.out, 'validation.json'))
     share = f'{100 * recalled / probed:.1f} %' if probed else 'none probed'
     print(f'validation ({args.variant}, split seed {args.split_seed}): recalled {recalled} of {probed} held-out '
-          f'birthplaces ({share}); answered {correct} of {len(held)} held-out questions = '
+          f'birthplaces ({share}, {nats:.3f} nats a character); answered {correct} of {len(held)} held-out questions = '
           f'{100 * correct / len(held):.1f} % after the course\'s finetune on the other {len(kept)}')
 
 

@@ -1,6 +1,7 @@
 """The real command lines: every run.sh command end to end, and the bad inputs of the first probe
 (test_bad_inputs.py has the rest). Data: the synthetic world, in the course's formats."""
 import json
+import math
 import os
 import shutil
 import sys
@@ -296,6 +297,33 @@ def test_recall_masks_the_birthplace_after_the_name_and_reads_the_fill_until_pad
     assert recall.fill_in(model, 'Li' + mask, stoi, itos, 'cpu', most=2) == ' L'
 
 
+def test_recall_scores_each_birthplace_character_given_the_ones_before_it():
+    recall = recall_module()
+    itos = [recall.PAD_CHAR, recall.MASK_CHAR, ' ', 'L', 'i', 'm', 'a']
+    stoi = {c: i for i, c in enumerate(itos)}
+    seen = []
+
+    class Knows(torch.nn.Module):
+        """Sure of 'Lima' after the prompt (logit 50 on each next character), uniform before it."""
+        def forward(self, x):
+            seen.append(x.tolist())
+            logits = torch.zeros(1, x.shape[1], len(itos))
+            for t, c in enumerate('Lima'):
+                logits[0, x.shape[1] - 4 + t, stoi[c]] = 50
+            return logits, None
+
+    nats, n = recall.surprise(Knows(), 'Li' + recall.MASK_CHAR, 'Lima', stoi, 'cpu')
+    assert n == 4 and nats < 1e-6
+    assert seen[-1] == [[stoi[c] for c in 'Li' + recall.MASK_CHAR + 'Lim']]  # the last character is not input
+
+    class KnowsNothing(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros(1, x.shape[1], len(itos)), None
+
+    nats, n = recall.surprise(KnowsNothing(), 'Li' + recall.MASK_CHAR, 'Lima', stoi, 'cpu')
+    assert n == 4 and abs(nats - 4 * math.log(len(itos))) < 1e-5
+
+
 def test_recall_probes_every_dev_person_of_the_world_and_refuses_bad_files_in_one_line(world_data, params, tmp_path):
     script = os.path.join(ROOT, 'bench', 'recall.py')
     files = [f'--corpus={world_data}/wiki.txt', f'--questions={world_data}/birth_dev.tsv', '--threads=1']
@@ -351,7 +379,8 @@ def test_validation_holds_out_training_people_finetunes_on_the_rest_and_scores_t
     assert figures['held_out'] == 20 and 0 < figures['probed'] <= 20 and figures['finetune_options'] == ['--max_steps=2']
     assert p.stdout.strip().splitlines()[-1] == (
         f'validation (vanilla, split seed 0): recalled {figures["recalled"]} of {figures["probed"]} held-out '
-        f'birthplaces ({100 * figures["recalled"] / figures["probed"]:.1f} %); answered {figures["correct"]} of 20 '
+        f'birthplaces ({100 * figures["recalled"] / figures["probed"]:.1f} %, {figures["nats_per_char"]:.3f} nats a '
+        f'character); answered {figures["correct"]} of 20 '
         f'held-out questions = {100 * figures["correct"] / 20:.1f} % after the course\'s finetune on the other '
         f'{len(kept)}')
     # The finetune saw the kept people only: its log names the split's file.
@@ -385,3 +414,39 @@ def test_validation_refuses_bad_inputs_in_one_line_and_leaves_nothing(world_data
     (out / 'keep.txt').write_text('mine')
     assert_one_line_error(call('vanilla', str(params['vanilla']), '--out', str(out), *given), 'not a new or empty folder')
     assert (out / 'keep.txt').read_text() == 'mine'
+
+
+# ---------------------------------------------------------------- bench/candidates.py, recipes on the split
+
+def test_candidates_pretrain_each_on_the_split_skip_what_is_done_and_refuse_bad_ones(world_data, tmp_path):
+    script = os.path.join(ROOT, 'bench', 'candidates.py')
+    out = tmp_path / 'sweep'
+    given = [f'--corpus={world_data}/wiki.txt', f'--train={world_data}/birth_places_train.tsv', '--held_out=20',
+             '--threads=1', '--epochs=1', '--base=--max_steps=1 --batch_size=8']
+    sweep = [sys.executable, script, 'vanilla', '--out', str(out), *given]
+    p = run([*sweep, 'plain=', 'questions=--pretrain_questions={train_split}'], tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows = lines_of(out, 'candidates.tsv')
+    assert [r.split('\t')[:2] for r in rows] == [['name', 'epochs'], ['plain', '1'], ['questions', '1']]
+    # The questions pretrained on are the split's finetuning people, never the held-out ones.
+    held = lines_of(out / 'questions.e1.params.validation', 'held_out.tsv')
+    kept = lines_of(out / 'split', 'train_split.tsv')
+    assert not set(held) & set(kept) and len(held) + len(kept) == len(lines_of(world_data, 'birth_places_train.tsv'))
+    log = (out / 'questions.e1.params.log.jsonl').read_text().splitlines()[0]
+    assert json.loads(log)['settings']['pretrain_questions'] == 'train_split.tsv'
+    for row in rows[1:]:
+        name, _, _, loss, recalled, probed, nats, correct, held_out, _ = row.split('\t')
+        figures = json.loads((out / f'{name}.e1.params.validation' / 'validation.json').read_text())
+        assert (int(recalled), int(correct), float(nats)) == (figures['recalled'], figures['correct'],
+                                                             figures['nats_per_char'])
+        assert held_out == '20' and float(nats) > 0 and float(loss) > 0
+    assert (out / 'candidates.md').read_text() in p.stdout
+    # A rerun finds every row done: nothing trained again.
+    p = run([*sweep, 'plain=', 'questions=--pretrain_questions={train_split}'], tmp_path)
+    assert p.returncode == 0 and '== plain' not in p.stdout and lines_of(out, 'candidates.tsv') == rows
+    p = run([*sweep, 'bad=--salient_spans=2'], tmp_path)
+    assert_one_line_error(p, 'candidate bad', '--salient_spans')
+    p = run([*sweep, 'a=', 'a=--dropout=0'], tmp_path)
+    assert_one_line_error(p, 'share a name')
+    p = run([*sweep, '=--dropout=0'], tmp_path)
+    assert_one_line_error(p, 'NAME=OPTIONS')
