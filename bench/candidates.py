@@ -7,7 +7,7 @@
 Each candidate NAME is pretrained on the corpus (default src/data/wiki.txt) for E epochs, its
 learning-rate schedule fitted to them (--schedule_epochs=E), with run.py's options
 --base (default the CPU recipe's: --batch_size=32 --learning_rate=2e-3 --dropout=0 --weight_decay=0)
-then its own OPTIONS; `{train_split}` in them names the split's finetuning people
+and its own OPTIONS, which replace the base's of the same name; `{train_split}` in them names the split's finetuning people
 (DIR/split/train_split.tsv: e.g. `questions=--pretrain_questions={train_split}`), never the
 held-out ones. Each pretrained model is measured by bench/validation.py (same split for all: the
 held-out people's birthplaces recalled and the nats paid for them, then their questions answered
@@ -74,7 +74,9 @@ def candidate(text, args):
     if not re.fullmatch(r'[\w.-]+', name):
         raise UsageError(f'candidate "{text}" has no name of letters, digits, "_", "-" or "."; write it NAME=OPTIONS')
     split = os.path.join(args.out, 'split', 'train_split.tsv')
-    chosen = [o.replace('{train_split}', split) for o in (args.base + ' ' + given).split()]
+    own = given.split()
+    base = [o for o in args.base.split() if o.split('=')[0] not in {g.split('=')[0] for g in own}]
+    chosen = [o.replace('{train_split}', split) for o in base + own]
     check = [o.replace(split, args.train) for o in chosen]  # the split is written later; its source exists
     try:
         run_py.parse(pretraining(args, name, args.epochs[0], check))

@@ -424,7 +424,7 @@ def test_candidates_pretrain_each_on_the_split_skip_what_is_done_and_refuse_bad_
     given = [f'--corpus={world_data}/wiki.txt', f'--train={world_data}/birth_places_train.tsv', '--held_out=20',
              '--threads=1', '--epochs=1', '--base=--max_steps=1 --batch_size=8']
     sweep = [sys.executable, script, 'vanilla', '--out', str(out), *given]
-    p = run([*sweep, 'plain=', 'questions=--pretrain_questions={train_split}'], tmp_path)
+    p = run([*sweep, 'plain=', 'questions=--pretrain_questions={train_split} --batch_size=4'], tmp_path)
     assert p.returncode == 0, p.stderr
     rows = lines_of(out, 'candidates.tsv')
     assert [r.split('\t')[:2] for r in rows] == [['name', 'epochs'], ['plain', '1'], ['questions', '1']]
@@ -434,6 +434,7 @@ def test_candidates_pretrain_each_on_the_split_skip_what_is_done_and_refuse_bad_
     assert not set(held) & set(kept) and len(held) + len(kept) == len(lines_of(world_data, 'birth_places_train.tsv'))
     log = (out / 'questions.e1.params.log.jsonl').read_text().splitlines()[0]
     assert json.loads(log)['settings']['pretrain_questions'] == 'train_split.tsv'
+    assert json.loads(log)['settings']['batch_size'] == 4  # a candidate's own option replaces the base's
     for row in rows[1:]:
         name, _, _, loss, recalled, probed, nats, correct, held_out, _ = row.split('\t')
         figures = json.loads((out / f'{name}.e1.params.validation' / 'validation.json').read_text())
@@ -442,7 +443,7 @@ def test_candidates_pretrain_each_on_the_split_skip_what_is_done_and_refuse_bad_
         assert held_out == '20' and float(nats) > 0 and float(loss) > 0
     assert (out / 'candidates.md').read_text() in p.stdout
     # A rerun finds every row done: nothing trained again.
-    p = run([*sweep, 'plain=', 'questions=--pretrain_questions={train_split}'], tmp_path)
+    p = run([*sweep, 'plain=', 'questions=--pretrain_questions={train_split} --batch_size=4'], tmp_path)
     assert p.returncode == 0 and '== plain' not in p.stdout and lines_of(out, 'candidates.tsv') == rows
     p = run([*sweep, 'bad=--salient_spans=2'], tmp_path)
     assert_one_line_error(p, 'candidate bad', '--salient_spans')
