@@ -46,19 +46,9 @@ def arguments(argv):
     parser.add_argument('--out', required=True)
     parser.add_argument('--epochs', required=True)
     parser.add_argument('--base', default=CPU_RECIPE)
-    parser.add_argument('--held_out', default='200')
-    parser.add_argument('--split_seed', default='0')
-    parser.add_argument('--corpus', default=os.path.join(SRC, 'data', 'wiki.txt'))
-    parser.add_argument('--train', default=os.path.join(SRC, 'data', 'birth_places_train.tsv'))
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--threads', default=None)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    validation.split_options(parser)
+    args = validation.split_options_read(parser.parse_args(sys.argv[1:] if argv is None else argv))
     args.epochs = [options.whole_number(e, '--epochs', high=options.EPOCH_LIMIT) for e in args.epochs.split(',')]
-    args.held_out = options.whole_number(args.held_out, '--held_out')
-    args.split_seed = options.whole_number(args.split_seed, '--split_seed', low=0)
-    args.device = options.device_named(args.device)
-    for path, option in ((args.corpus, '--corpus'), (args.train, '--train')):
-        files.input_file(path, option)
     args.out = os.path.abspath(args.out)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f'--out={args.out} is a file; give a folder (new, or a sweep\'s to resume it)')

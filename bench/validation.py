@@ -55,6 +55,27 @@ def split(lines, held_out, seed):
             [line for i, line in enumerate(lines) if i in chosen])
 
 
+def split_options(parser):
+    """The split's options and the machine's, as this script and bench/candidates.py take them."""
+    parser.add_argument('--held_out', default='200')
+    parser.add_argument('--split_seed', default='0')
+    parser.add_argument('--corpus', default=os.path.join(SRC, 'data', 'wiki.txt'))
+    parser.add_argument('--train', default=os.path.join(SRC, 'data', 'birth_places_train.tsv'))
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--threads', default=None)
+
+
+def split_options_read(args):
+    args.held_out = options.whole_number(args.held_out, '--held_out')
+    args.split_seed = options.whole_number(args.split_seed, '--split_seed', low=0)
+    args.device = options.device_named(args.device)
+    if args.threads:
+        options.whole_number(args.threads, '--threads', high=os.cpu_count() * 4)
+    for path, option in ((args.corpus, '--corpus'), (args.train, '--train')):
+        files.input_file(path, option)
+    return args
+
+
 def arguments(argv):
     argv = sys.argv[1:] if argv is None else argv
     finetune = argv[argv.index('--') + 1:] if '--' in argv else []
@@ -63,22 +84,11 @@ def arguments(argv):
     parser.add_argument('variant', choices=options.VARIANTS)
     parser.add_argument('params')
     parser.add_argument('--out', required=True)
-    parser.add_argument('--held_out', default='200')
-    parser.add_argument('--split_seed', default='0')
-    parser.add_argument('--corpus', default=os.path.join(SRC, 'data', 'wiki.txt'))
-    parser.add_argument('--train', default=os.path.join(SRC, 'data', 'birth_places_train.tsv'))
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--threads', default=None)
+    split_options(parser)
     parser.add_argument('--bottleneck_dim', default=None, help='perceiver: its number of slots (default 32)')
-    args = parser.parse_args(argv)
-    args.held_out = options.whole_number(args.held_out, '--held_out')
-    args.split_seed = options.whole_number(args.split_seed, '--split_seed', low=0)
+    args = split_options_read(parser.parse_args(argv))
     args.bottleneck_dim = options.bottleneck_dim(args.bottleneck_dim, args.variant)
-    args.device = options.device_named(args.device)
-    if args.threads:
-        options.whole_number(args.threads, '--threads', high=os.cpu_count() * 4)
-    for path, option in ((args.params, 'PARAMS'), (args.corpus, '--corpus'), (args.train, '--train')):
-        files.input_file(path, option)
+    files.input_file(args.params, 'PARAMS')
     args.out = os.path.abspath(args.out)
     if os.path.exists(args.out) and not (os.path.isdir(args.out) and not os.listdir(args.out)):
         raise UsageError(f'--out={args.out} is not a new or empty folder; give a new --out folder')
