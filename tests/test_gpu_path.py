@@ -235,23 +235,35 @@ def test_a_checkpoint_from_a_machine_with_more_gpus_restores_what_fits(fake_gpus
 
 # ---------------------------------------------------------------- TF32
 
-def test_tf32_on_gpus_for_the_fast_path_only_and_never_cudnn_attention():
-    """cuDNN's attention kernel, which scaled_dot_product_attention picks for bf16 with a mask on
-    recent GPUs, is what the GPU's bf16 computed that its fp32 never did (options.apply_to_torch)."""
+def test_tf32_on_gpus_for_the_fast_path_only_and_bf16_attention_on_the_math_kernel():
+    """In bf16 with a mask, scaled_dot_product_attention's fused kernels (cuDNN's, and the
+    memory-efficient one once cuDNN's is off) made vanilla's pretraining diverge on an H100
+    where the math kernel follows fp32 (options.apply_to_torch); fp32 keeps the memory-efficient
+    kernel, with which it learns."""
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     cudnn_sdp = torch.backends.cuda.cudnn_sdp_enabled()
+    mem_efficient = torch.backends.cuda.mem_efficient_sdp_enabled()
     try:
         torch.backends.cuda.enable_cudnn_sdp(True)
+        torch.backends.cuda.enable_mem_efficient_sdp(True)
         options.apply_to_torch(Options(device='cpu', exact=False, precision='bf16'))
-        assert torch.backends.cuda.cudnn_sdp_enabled()  # a CPU run changes nothing of the GPU's
-        options.apply_to_torch(Options(device='cuda', exact=False, precision='bf16'))
-        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
-        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        # a CPU run changes nothing of the GPU's
+        assert torch.backends.cuda.cudnn_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+        for half in ('bf16', 'fp16'):
+            torch.backends.cuda.enable_mem_efficient_sdp(True)
+            options.apply_to_torch(Options(device='cuda', exact=False, precision=half))
+            assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+            assert not torch.backends.cuda.cudnn_sdp_enabled()
+            assert not torch.backends.cuda.mem_efficient_sdp_enabled(), half
+            assert torch.backends.cuda.math_sdp_enabled()
+        options.apply_to_torch(Options(device='cuda', exact=False, precision='fp32'))
+        assert torch.backends.cuda.mem_efficient_sdp_enabled() and not torch.backends.cuda.cudnn_sdp_enabled()
         options.apply_to_torch(Options(device='cuda', exact=True, precision='fp32'))
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
         torch.backends.cuda.enable_cudnn_sdp(cudnn_sdp)
+        torch.backends.cuda.enable_mem_efficient_sdp(mem_efficient)
 
 
 # ---------------------------------------------------------------- the suite on a GPU machine

@@ -359,8 +359,11 @@ def apply_to_torch(o):
     scaled_dot_product_attention prefers cuDNN's kernel for bf16 and fp16 with a mask on recent
     GPUs (it takes no fp32), and that kernel's backward has given wrong gradients with an explicit
     mask on H100/H200 (pytorch/pytorch#139298, #196678). Every fused call here passes a
-    mask (packed rows), and vanilla's bf16 pretraining diverged on an H200 where fp32, which
-    never reaches cuDNN, learnt; the memory-efficient kernel takes those calls instead."""
+    mask (packed rows). In bf16 and fp16 the memory-efficient kernel, which takes masked calls
+    once cuDNN's is off, is switched off too, leaving the math kernel: with it vanilla's bf16
+    pretraining follows fp32's on an H100, and with either fused kernel it diverged
+    (`bench/precision.py`, docs/RESULTS.md). fp32 keeps the memory-efficient kernel, with which
+    it learns."""
     if o.threads:
         torch.set_num_threads(o.threads)
     if o.device.startswith('cuda'):
@@ -368,6 +371,8 @@ def apply_to_torch(o):
         torch.backends.cudnn.allow_tf32 = not o.exact
         if compat.HAS_CUDNN_SDPA:
             torch.backends.cuda.enable_cudnn_sdp(False)
+        if hasattr(torch.backends.cuda, 'enable_mem_efficient_sdp'):
+            torch.backends.cuda.enable_mem_efficient_sdp(o.precision not in ('bf16', 'fp16'))
 
 
 def cpu_name():
