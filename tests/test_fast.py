@@ -157,6 +157,29 @@ def test_cpu_training_attention_is_the_course_formula_under_its_dropout_mask(wit
         assert torch.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_cpu_dropout_is_the_course_formula_under_its_keep_mask(dtype):
+    """The fast path's dropout layers on a CPU (the 16-bit sampler, a 0/1 multiplier of the
+    activations' dtype): under the same draws, output and gradient are bit for bit those of
+    nn.Dropout's formula, zeroing the dropped elements and scaling the rest by 1/(1-p) at the
+    computation's precision (not bf16's rounded 1/0.9); about p of the elements are dropped."""
+    p = 0.1
+    torch.manual_seed(0)
+    x = torch.randn(6, 50, 64).to(dtype).requires_grad_()
+    g = torch.randn(6, 50, 64).to(dtype)
+    torch.manual_seed(1)
+    out = attention.dropout(x, p)
+    out.backward(g)
+    torch.manual_seed(1)
+    keep = attention.keep_mask(x, p)
+    assert keep.dtype == dtype and set(keep.unique().tolist()) == {0.0, 1.0}
+    assert abs(1 - keep.float().mean() - p) < 0.01
+    ref = x.detach().masked_fill(keep == 0, 0.0) * (1 / (1 - p))
+    assert torch.equal(out.detach(), ref)
+    assert torch.equal(x.grad, g.masked_fill(keep == 0, 0.0) * (1 / (1 - p)))
+    assert torch.equal(attention.dropout(x, p, training=False), x)
+
+
 @pytest.mark.parametrize('with_bias', [False, True])
 def test_fused_attention_with_gradients_is_the_course_formula(with_bias, monkeypatch):
     """The GPU's training attention (scaled_dot_product_attention, the synthesizer's bias folded
