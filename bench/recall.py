@@ -30,17 +30,7 @@ from submission import utils  # noqa: E402
 from submission.lib import checkpoint, files, options  # noqa: E402
 from submission.lib.files import UsageError  # noqa: E402
 import run  # noqa: E402
-
-
-def place_at(doc, name, place):
-    """Where the place is first mentioned in the biography after the name (-1: nowhere). A mention
-    inside a repetition of the name ("Lima Cruz. Lima Cruz was born in Lima") is not the place."""
-    start = doc.find(name)
-    names = [range(i, i + len(name)) for i in range(len(doc)) if doc.startswith(name, i)]
-    at = doc.find(place, start + len(name)) if start >= 0 else -1
-    while at >= 0 and any(at in r for r in names):
-        at = doc.find(place, at + 1)
-    return at
+from tools.report import biography, place_at  # noqa: E402,F401 (place_at: bench/stream.py's too)
 
 
 def masked_prompt(doc, name, place, longest):
@@ -69,11 +59,6 @@ def people_of(lines, path):
                              f'give a file of questions with their answers')
         out.append((fields[0][len('Where was '):-len(' born?')], fields[1]))
     return out
-
-
-def biography(lines, name):
-    return next((line for line in lines if line.startswith(name)), None) or \
-        next((line for line in lines if name in line), None)
 
 
 @torch.no_grad()

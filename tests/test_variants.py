@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from conftest import assert_one_line_error, lines_of, read, run, run_py
 from submission import GPT, CharCorruptionDataset, GPTConfig, NameDataset, apply_rotary_emb, precompute_rotary_emb
+from submission.dataset import corruption_spans
 from submission.lib import batching
 from tools import demo, evaluate, report
 from test_course_contract import CourseAttention, CourseBlock
@@ -362,11 +363,39 @@ def test_report_puts_the_variants_side_by_side(src_copy, world_data):
     n = len(answers)
     assert f'{n} of the {n} dev answers occur in the person\'s line of wiki.txt' in text
     lima = sum(a == 'Lima' for a in answers)
-    rope_row = [l for l in text.splitlines() if l.startswith('| rope, pretrain + finetune |')][-1]
-    assert f'| {100 * lima / n:.1f} % | {100 * lima / n:.1f} % of {n} | — | Lima ({n - lima}) |' in rope_row
+    rope_rows = [l for l in text.splitlines() if l.startswith('| rope, pretrain + finetune |')]
+    assert len(rope_rows) == 3  # the experiments, the dev answers, the dev answers by how often shown
+    assert f'| {100 * lima / n:.1f} % | {100 * lima / n:.1f} % of {n} | — | Lima ({n - lima}) |' in rope_rows[1]
+    # By how often pretraining showed each birthplace: the columns count every dev person once,
+    # and each cell is the rope predictions' hits among that column's people.
+    shown = [report.shown_share(e) for e in report.birthplace_ends(
+        [l.split('\t')[0] for l in lines_of(world_data, 'birth_dev.tsv')], answers,
+        os.path.join(world_data, 'wiki.txt'))]
+    header = [l for l in text.splitlines() if l.startswith('| Experiment | never shown (')][0]
+    counts = [int(c.split('(')[-1].rstrip(') ')) for c in header.split('|')[2:-1]]
+    assert sum(counts) == n
+    for cell, (_, test) in zip(rope_rows[2].split('|')[2:-1], report.SHOWN_BINS):
+        where = [test(s) for s in shown]
+        k = sum(a == 'Lima' for a, w in zip(answers, where) if w)
+        assert cell.strip() == (f'{100 * k / sum(where):.1f} % ({k}/{sum(where)})' if sum(where) else '—')
 
 
 def test_report_counts_the_course_dev_answers_in_wiki(course_data):
     questions, answers = zip(*(l.split('\t') for l in lines_of(course_data, 'birth_dev.tsv')))
-    stored = report.stored_in_wiki(questions, answers, os.path.join(course_data, 'wiki.txt'))
-    assert sum(stored) == 479 and len(stored) == 500
+    ends = report.birthplace_ends(questions, answers, os.path.join(course_data, 'wiki.txt'))
+    assert sum(e is not None for e in ends) == 479 and len(ends) == 500
+    # How often the course's truncation shows each dev birthplace, by thirds of its draws.
+    bins = [sum(test(report.shown_share(e)) for e in ends) for _, test in report.SHOWN_BINS]
+    assert bins == [38, 90, 282, 90]
+
+
+def test_shown_share_is_the_course_truncations_share():
+    """shown_share(e) against CharCorruptionDataset's own draws (corruption_spans): the share of
+    windows that keep at least e characters of a 200-character line."""
+    random.seed(0)
+    kept = [corruption_spans(200, 128)[0] for _ in range(40000)]
+    for end in (1, 4, 5, 30, 60, 100, 112, 113, 150):
+        drawn = sum(k >= end for k in kept) / len(kept)
+        assert abs(report.shown_share(end) - drawn) < 0.01, (end, report.shown_share(end), drawn)
+    assert report.shown_share(4) == 1.0 and report.shown_share(112) == 1 / 109
+    assert report.shown_share(113) == report.shown_share(None) == 0.0

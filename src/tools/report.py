@@ -12,8 +12,9 @@ The course's three experiments are always listed; a later course year's
 variant (perceiver, rope) is listed beside them once any of its files is
 there. For the dev set it adds what course reports lack: each experiment's
 accuracy split by whether the person's birthplace occurs in their line of
-wiki.txt (what pretraining could have stored), and its most frequent wrong
-answers.
+wiki.txt (what pretraining could have stored) and by how often the course's
+truncation put the birthplace in pretraining's window, and its most frequent
+wrong answers.
 """
 import collections
 import contextlib
@@ -25,7 +26,7 @@ import os
 
 from submission import utils
 from submission.lib.files import UsageError, made_by, writes, atomic_write, log_path, save_text
-from submission.lib.options import VARIANTS
+from submission.lib.options import BLOCK_SIZE, VARIANTS
 from submission.lib.progress import fmt_time
 
 NOT_RUN = 'not run'
@@ -357,19 +358,53 @@ def name_of(question):
         else question
 
 
-def stored_in_wiki(questions, answers, wiki_path):
-    """For each question: does its answer occur in the person's line of wiki.txt?
+def biography(lines, name):
+    """The person's line of wiki.txt: the first that starts with the name (course lines are
+    "Name. text"), else the first that names them; None where none does."""
+    return next((line for line in lines if line.startswith(name)), None) or \
+        next((line for line in lines if name in line), None)
 
-    The person's line is the one that starts with their name (course lines are
-    "Name. text"), else any line naming them."""
+
+def place_at(doc, name, place):
+    """Where the place is first mentioned in the biography after the name (-1: nowhere). A mention
+    inside a repetition of the name ("Lima Cruz. Lima Cruz was born in Lima") is not the place."""
+    start = doc.find(name)
+    names = [range(i, i + len(name)) for i in range(len(doc)) if doc.startswith(name, i)]
+    at = doc.find(place, start + len(name)) if start >= 0 else -1
+    while at >= 0 and any(at in r for r in names):
+        at = doc.find(place, at + 1)
+    return at
+
+
+def birthplace_ends(questions, answers, wiki_path):
+    """For each question: where its answer's first mention in the person's line of wiki.txt
+    ends (a character count), or None where the line does not hold it."""
     with open(wiki_path, encoding='utf-8', errors='replace') as f:
         lines = f.read().split('\n')
-    found = []
+    ends = []
     for question, answer in zip(questions, answers):
         name = name_of(question)
-        theirs = [line for line in lines if line.startswith(name)] or [line for line in lines if name in line]
-        found.append(any(answer in line for line in theirs))
-    return found
+        doc = biography(lines, name)
+        at = place_at(doc, name, answer) if doc else -1
+        ends.append(at + len(answer) if at >= 0 else None)
+    return ends
+
+
+# The course's span corruption keeps the first 4..112 characters of a line, each length alike
+# (CharCorruptionDataset: random.randint(4, int(block_size * 7 / 8))).
+SHORTEST, LONGEST = 4, int(BLOCK_SIZE * 7 / 8)
+
+
+def shown_share(end):
+    """The share of the course's truncations whose window holds a birthplace ending at `end`:
+    those that keep at least `end` characters (none past LONGEST; 0 where there is no end)."""
+    if end is None or end > LONGEST:
+        return 0.0
+    return (LONGEST - max(end, SHORTEST) + 1) / (LONGEST - SHORTEST + 1)
+
+
+SHOWN_BINS = (('never shown', lambda s: s == 0), ('under 1/3 of draws', lambda s: 0 < s < 1 / 3),
+              ('1/3 to 2/3', lambda s: 1 / 3 <= s < 2 / 3), ('2/3 or more', lambda s: s >= 2 / 3))
 
 
 def dev_answers(submission_dir, data_dir, experiments):
@@ -383,8 +418,11 @@ def dev_answers(submission_dir, data_dir, experiments):
     if not rows or any(len(r) < 2 for r in rows):
         return [f'`{dev_path}` is not question<TAB>answer lines.', '']
     questions, answers = [r[0] for r in rows], [r[1] for r in rows]
-    stored = stored_in_wiki(questions, answers, wiki_path)
+    ends = birthplace_ends(questions, answers, wiki_path)
+    stored = [end is not None for end in ends]
     n_in = sum(stored)
+    shown = [shown_share(end) for end in ends]
+    bins = [[test(s) for s in shown] for _, test in SHOWN_BINS]
 
     def share(hits, where):
         n = sum(where)
@@ -392,6 +430,8 @@ def dev_answers(submission_dir, data_dir, experiments):
 
     table = [row(['Experiment', 'Dev accuracy', 'Birthplace in the wiki line', 'Not in the line',
                   'Most frequent wrong answers']), row(['---', '---:', '---:', '---:', '---'])]
+    by_shown = [row(['Experiment'] + [f'{label} ({sum(where)})' for (label, _), where in zip(SHOWN_BINS, bins)]),
+                row(['---'] + ['---:'] * len(SHOWN_BINS))]
     candidates = [(title, f'{prefix}.dev.predictions') for title, _, prefix in experiments]
     for title, name in candidates + [(LONDON, None)]:
         if name is None:
@@ -406,8 +446,20 @@ def dev_answers(submission_dir, data_dir, experiments):
         shown = ', '.join(f'{p or "(empty)"} ({n})' for p, n in wrong) or '—'
         table.append(row([title, f'{100 * sum(hits) / len(hits):.1f} %', share(hits, stored),
                           share(hits, [not s for s in stored]), shown]))
+        by_shown.append(row([title] + [right(hits, where) for where in bins]))
     return [f'{n_in} of the {len(answers)} dev answers occur in the person\'s line of wiki.txt; '
-            f'pretraining can only have stored those.', '', *table, '']
+            f'pretraining can only have stored those.', '', *table, '',
+            f'By how often pretraining showed the birthplace: the course\'s span corruption keeps the '
+            f'first {SHORTEST} to {LONGEST} characters of a line, each length alike, so a birthplace that '
+            f'ends at character e is in the window in ({LONGEST + 1} - e)/{LONGEST - SHORTEST + 1} of the '
+            f'draws, and never past character {LONGEST} (never shown: past it, or not in the line). '
+            f'Each cell: the people the experiment answers right, of those in the column.', '', *by_shown, '']
+
+
+def right(hits, where):
+    """"share % (right/all)" of the hits where `where` holds."""
+    n, k = sum(where), sum(h for h, w in zip(hits, where) if w)
+    return f'{100 * k / n:.1f} % ({k}/{n})' if n else '—'
 
 
 def row(cells):
