@@ -30,7 +30,7 @@ from submission import utils  # noqa: E402
 from submission.lib import checkpoint, files, options  # noqa: E402
 from submission.lib.files import UsageError  # noqa: E402
 import run  # noqa: E402
-from tools.report import biography, place_at  # noqa: E402,F401 (place_at: bench/stream.py's too)
+from tools.report import biography, place_at  # noqa: E402
 
 
 def masked_prompt(doc, name, place, longest):
