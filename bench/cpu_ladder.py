@@ -87,9 +87,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     plot = args.plot or os.path.join(args.out, 'ladder.png')
     # Without the course data the pipeline's own check says so, after the options are checked.
-    data = files.course_data_dir() or os.path.join(pipeline.SRC, 'data')
     recipe = shlex.split(args.recipe) if args.recipe is not None else [
-        option.replace('$D/', data + '/') for option in files.commands()[f'{args.variant}_pretrain_cpu']
+        option.replace('$D/', files.DATA + '/') for option in files.commands()[f'{args.variant}_pretrain_cpu']
         if option.split('=')[0] in options.RECIPE and not option.startswith('--schedule_epochs=')]
     seeds = [options.whole_number(s, '--seeds', low=0, high=options.SEED_LIMIT - 1) for s in args.seeds.split(',')]
     for n in args.epochs:

@@ -145,7 +145,7 @@ def run(variant, out, tsv=None, label='', nopretrain=False, pretrain_options=(),
     data = files.course_data_dir()
     out = os.path.abspath(out)
     todo = [(stage, args, stage_options(stage, args, common, pretrain_options, finetune_options))
-            for stage, args in stages(variant, out, data or os.path.join(SRC, 'data'), nopretrain)]
+            for stage, args in stages(variant, out, data or files.DATA, nopretrain)]
     check_options(todo, common)
     if data is None:
         fail('the course data is missing: put the five course files in src/data (see src/data/README.md)')

@@ -365,7 +365,7 @@ def test_report_puts_the_variants_side_by_side(src_copy, world_data):
     lima = sum(a == 'Lima' for a in answers)
     rope_rows = [l for l in text.splitlines() if l.startswith('| rope, pretrain + finetune |')]
     assert len(rope_rows) == 3  # the experiments, the dev answers, the dev answers by how often shown
-    assert f'| {100 * lima / n:.1f} % | {100 * lima / n:.1f} % of {n} | — | Lima ({n - lima}) |' in rope_rows[1]
+    assert f'| {100 * lima / n:.1f} % | {100 * lima / n:.1f} % ({lima}/{n}) | — | Lima ({n - lima}) |' in rope_rows[1]
     # By how often pretraining showed each birthplace: the columns count every dev person once,
     # and each cell is the rope predictions' hits among that column's people.
     shown = [report.shown_share(e) for e in report.birthplace_ends(

@@ -424,10 +424,6 @@ def dev_answers(submission_dir, data_dir, experiments):
     shown = [shown_share(end) for end in ends]
     bins = [[test(s) for s in shown] for _, test in SHOWN_BINS]
 
-    def share(hits, where):
-        n = sum(where)
-        return f'{100 * sum(h for h, w in zip(hits, where) if w) / n:.1f} % of {n}' if n else '—'
-
     table = [row(['Experiment', 'Dev accuracy', 'Birthplace in the wiki line', 'Not in the line',
                   'Most frequent wrong answers']), row(['---', '---:', '---:', '---:', '---'])]
     by_shown = [row(['Experiment'] + [f'{label} ({sum(where)})' for (label, _), where in zip(SHOWN_BINS, bins)]),
@@ -443,9 +439,9 @@ def dev_answers(submission_dir, data_dir, experiments):
                 continue
         hits = [p == a for p, a in zip(predictions, answers)]
         wrong = collections.Counter(p for p, h in zip(predictions, hits) if not h).most_common(3)
-        shown = ', '.join(f'{p or "(empty)"} ({n})' for p, n in wrong) or '—'
-        table.append(row([title, f'{100 * sum(hits) / len(hits):.1f} %', share(hits, stored),
-                          share(hits, [not s for s in stored]), shown]))
+        commonest = ', '.join(f'{p or "(empty)"} ({n})' for p, n in wrong) or '—'
+        table.append(row([title, f'{100 * sum(hits) / len(hits):.1f} %', right(hits, stored),
+                          right(hits, [not s for s in stored]), commonest]))
         by_shown.append(row([title] + [right(hits, where) for where in bins]))
     return [f'{n_in} of the {len(answers)} dev answers occur in the person\'s line of wiki.txt; '
             f'pretraining can only have stored those.', '', *table, '',

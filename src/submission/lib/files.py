@@ -33,6 +33,7 @@ import torch
 
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # src/
 ROOT = os.path.dirname(SRC)
+DATA = os.path.join(SRC, 'data')  # where the course data goes (src/data/README.md)
 COURSE_FILES = ('wiki.txt', 'birth_places_train.tsv', 'birth_dev.tsv', 'birth_test_inputs.tsv', 'birth_test.tsv')
 
 
@@ -55,9 +56,8 @@ class WriteError(OSError):
 def course_data_dir(names=COURSE_FILES):
     """src/data, where the course data goes (src/data/README.md), when it holds the named
     course files; None when it does not."""
-    folder = os.path.join(SRC, 'data')
-    if all(os.path.isfile(os.path.join(folder, name)) for name in names):
-        return os.path.realpath(folder)
+    if all(os.path.isfile(os.path.join(DATA, name)) for name in names):
+        return os.path.realpath(DATA)
     return None
 
 

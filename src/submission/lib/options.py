@@ -371,7 +371,7 @@ def apply_to_torch(o):
         torch.backends.cudnn.allow_tf32 = not o.exact
         if compat.HAS_CUDNN_SDPA:
             torch.backends.cuda.enable_cudnn_sdp(False)
-        if hasattr(torch.backends.cuda, 'enable_mem_efficient_sdp'):
+        if compat.HAS_SDPA:  # without it no fused kernel runs, and torch has no switch for one
             torch.backends.cuda.enable_mem_efficient_sdp(o.precision not in ('bf16', 'fp16'))
 
 
