@@ -31,6 +31,8 @@ Our options:
                                     (the finetuning questions; never dev or test ones)
     --salient_spans=P               mask a capitalised run of words (a name, a place) with probability P
     --uneven_people=A               draw each example's line from a power law over the lines, exponent A
+    --warmup_people=K               the first warmup_epochs epochs draw every example from K lines only
+    --warmup_epochs=E               (both together; the K lines a fixed shuffle by --seed)
     --max_steps=N                   stop after N optimizer steps
     --seed=N                        seed for every source of randomness (default 0)
     --device=DEVICE                 cpu, cuda, cuda:N or mps (default: the first available of cuda, mps, cpu)
@@ -64,7 +66,7 @@ from tools import evaluate
 from submission.lib import checkpoint
 from submission.lib.checkpoint import load_into
 from submission.lib.files import UsageError
-from submission.lib.recipe import QuestionMix, SalientSpans, UnevenPeople
+from submission.lib.recipe import QuestionMix, SalientSpans, UnevenPeople, WarmupPeople
 from submission.helper import (finetune, initialize_perceiver_model, initialize_rope_model,
                                initialize_synthesizer_model, initialize_vanilla_model, pretrain, train)
 from submission.model import GPTConfig
@@ -231,6 +233,11 @@ def main(argv=None):
         pretrain_dataset = SalientSpans(pretrain_dataset, o.salient_spans)
     if o.uneven_people:
         pretrain_dataset = UnevenPeople(pretrain_dataset, o.uneven_people, o.seed)
+    if o.warmup_people:
+        if o.warmup_people >= len(pretrain_dataset):
+            raise UsageError(f'--warmup_people={o.warmup_people} is not fewer than the corpus\'s '
+                             f'{len(pretrain_dataset)} lines; give fewer')
+        pretrain_dataset = WarmupPeople(pretrain_dataset, o.warmup_people, o.warmup_epochs, o.seed)
     if o.pretrain_questions:
         pretrain_dataset = question_mix(o.pretrain_questions, pretrain_dataset)
     if o.function == 'finetune':

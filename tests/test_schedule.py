@@ -314,3 +314,57 @@ def test_uneven_people_through_the_command_line(world_data, tmp_path):
         assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', f'--uneven_people={bad}'), '--uneven_people')
     assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', '--uneven_people=0.7', '--exact'),
                           '--uneven_people', '--exact runs the course')
+
+
+def test_warmup_people_train_the_first_epochs_on_a_few_lines_then_on_all(world_data):
+    """--warmup_people=K --warmup_epochs=E: the trainer's plan of the first E epochs holds K lines
+    only (fixed by the seed), each about len/K times an epoch; later epochs hold every line once."""
+    import collections
+    from submission.lib.options import Options
+    from submission.lib.recipe import WarmupPeople
+    from submission.model import GPT, GPTConfig
+    from submission.trainer import Trainer
+    corpus = world_corpus(world_data)
+    warm = WarmupPeople(corpus, 5, 2, seed=0)
+    assert warm.people == WarmupPeople(corpus, 5, 2, seed=0).people != WarmupPeople(corpus, 5, 2, seed=1).people
+    assert len(set(warm.people)) == 5 and len(warm) == len(corpus)
+    model = GPT(GPTConfig(corpus.vocab_size, 128, n_layer=1, n_head=2, n_embd=16, exact=False))
+    trainer = Trainer(model, warm, None, TrainerConfig(max_epochs=3, batch_size=16, learning_rate=1e-3),
+                      Options(exact=False, device='cpu', precision='fp32'))
+    by_epoch = collections.defaultdict(list)
+    for step in trainer.batch_plan(0, 0, 0):
+        by_epoch[step.epoch] += step.indices
+    for epoch in (0, 1):
+        drawn = collections.Counter(by_epoch[epoch])
+        assert set(drawn) == set(warm.people) and sum(drawn.values()) == len(corpus)
+        assert max(drawn.values()) - min(drawn.values()) <= 1
+    assert by_epoch[0] != by_epoch[1]
+    assert sorted(by_epoch[2]) == list(range(len(corpus)))
+    x, y = warm[warm.people[0]]
+    assert len(x) == len(y) == 127
+
+
+def test_warmup_people_through_the_command_line(world_data, tmp_path):
+    params = tmp_path / 'w.params'
+    p = pretrain(world_data, params, '--warmup_people=20', '--warmup_epochs=1', '--schedule_epochs=2',
+                 '--salient_spans=0.5', '--max_steps=2')
+    assert p.returncode == 0, p.stderr
+    settings = log_records(str(params) + '.log.jsonl')[0]['settings']
+    assert (settings['warmup_people'], settings['warmup_epochs']) == (20, 1)
+    bad = tmp_path / 'b.params'
+    for extra, words in (
+            (['--warmup_people=0', '--warmup_epochs=1'], ['--warmup_people']),
+            (['--warmup_people=x', '--warmup_epochs=1'], ['--warmup_people', 'whole number']),
+            (['--warmup_people=20'], ['--warmup_people needs --warmup_epochs']),
+            (['--warmup_epochs=2'], ['--warmup_epochs needs --warmup_people']),
+            (['--warmup_people=20', '--warmup_epochs=2', '--schedule_epochs=2'], ['--warmup_epochs=2', '2 epochs']),
+            (['--warmup_people=20', '--warmup_epochs=650'], ['--warmup_epochs=650', '650 epochs']),
+            (['--warmup_people=100000', '--warmup_epochs=1', '--schedule_epochs=2'], ['--warmup_people=100000',
+                                                                                      'lines']),
+            (['--warmup_people=20', '--warmup_epochs=1', '--uneven_people=0.7', '--schedule_epochs=2'],
+             ['--uneven_people']),
+            (['--warmup_people=20', '--warmup_epochs=1', f'--pretrain_questions={world_data}/birth_places_train.tsv',
+              '--schedule_epochs=2'], ['--pretrain_questions']),
+            (['--warmup_people=20', '--warmup_epochs=1', '--exact'], ['--exact runs the course'])):
+        assert_one_line_error(pretrain(world_data, bad, *extra), *words)
+    assert not bad.exists()

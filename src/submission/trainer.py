@@ -282,6 +282,8 @@ class Trainer:
         left = self.total_steps - done
         for e in range(epoch, self.max_epochs):
             order = epoch_order(len(self.train_dataset), self.options.seed, e)
+            if hasattr(self.train_dataset, 'epoch_lines'):  # a recipe's own lines (recipe.WarmupPeople)
+                order = self.train_dataset.epoch_lines(order, e)
             for index in range(batch if e == epoch else 0, self.steps_per_epoch):
                 if left <= 0:
                     return

@@ -30,6 +30,7 @@ PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 SEED_LIMIT = 2 ** 32  # seeds feed torch.manual_seed and the epoch order, which must not overflow
 BOTTLENECK_DIM = 32  # the perceiver's slots, as the course's initialize_perceiver_model has them
 BLOCK_SIZE = 128  # the course's block size for every run
+PRETRAIN_EPOCHS = 650  # the course's pretraining epochs (helper.py's TrainerConfig)
 EPOCH_LIMIT = 100_000  # far beyond any run, and small enough that token counts stay exact in floats
 BATCH_LIMIT = 65_536
 
@@ -69,6 +70,9 @@ OPTIONS = (
     Option('--pretrain_questions', str, ('pretrain',), recipe=True),
     Option('--salient_spans', lambda t: fraction(t, '--salient_spans'), ('pretrain',), recipe=True),
     Option('--uneven_people', lambda t: fraction(t, '--uneven_people', high=3.0, open_low=True), ('pretrain',),
+           recipe=True),
+    Option('--warmup_people', lambda t: whole_number(t, '--warmup_people'), ('pretrain',), recipe=True),
+    Option('--warmup_epochs', lambda t: whole_number(t, '--warmup_epochs', high=EPOCH_LIMIT), ('pretrain',),
            recipe=True),
     Option('--max_steps', lambda t: whole_number(t, '--max_steps'), TRAINS),
     Option('--seed', lambda t: whole_number(t, '--seed', low=0, high=SEED_LIMIT - 1), TRAINS),
@@ -128,6 +132,8 @@ class Options:
     pretrain_questions: str = None  # question<TAB>answer lines pretrained on beside the corpus
     salient_spans: float = None  # the share of examples whose masked span is a salient span
     uneven_people: float = None  # the power law's exponent over the lines drawn
+    warmup_people: int = None  # the lines the first warmup_epochs epochs draw from
+    warmup_epochs: int = None
     max_steps: int = None
     threads: int = None     # None: torch's own choice
     resume: bool = False
@@ -246,6 +252,27 @@ def check_recipe(args, exact):
     given = [key for key in RECIPE if args.get(key) is not None]
     if exact and given:
         raise UsageError(f'{given[0]} sets a recipe of our own; --exact runs the course\'s: drop one of them')
+
+
+def check_warmup(values):
+    """--warmup_people=K and --warmup_epochs=E go together, end before the run does, and leave the
+    choice of lines to the warm-up (not with --uneven_people, which draws its own, or with
+    --pretrain_questions, whose questions would keep every person in view). K is checked against
+    the corpus once it is read (run.py)."""
+    people, epochs = values.get('warmup_people'), values.get('warmup_epochs')
+    if (people is None) != (epochs is None):
+        given, missing = ('--warmup_people', '--warmup_epochs') if epochs is None else \
+            ('--warmup_epochs', '--warmup_people')
+        raise UsageError(f'{given} needs {missing} too: the warm-up is its people and its epochs')
+    if people is None:
+        return
+    for other in ('uneven_people', 'pretrain_questions'):
+        if values.get(other) is not None:
+            raise UsageError(f'--warmup_people and --{other} both choose what an epoch holds; drop one of them')
+    run = values.get('schedule_epochs') or values.get('max_epochs') or PRETRAIN_EPOCHS
+    if epochs >= run:
+        raise UsageError(f'--warmup_epochs={epochs} is not fewer than the run\'s {run} epochs; give fewer, '
+                         f'so that the run goes on to every line')
 
 
 def schedule(text, max_epochs):
@@ -473,6 +500,7 @@ def from_command_line(args):
         raise UsageError(f'--compile needs torch 2.0 or newer, this is torch {torch.__version__}; drop --compile')
     check_recipe(args, exact)
     values['schedule_epochs'] = schedule(args['--schedule_epochs'], args['--max_epochs'])
+    check_warmup(values)
     values['device'] = device = device_named(args['--device'])
     # Last, once every other value is good: auto may time a few matmuls (a resumed run keeps its own:
     # checkpoint.resumed_precision). Evaluation is fp32 on every path.
