@@ -14,14 +14,15 @@ held-out people's birthplaces recalled and the nats paid for them, then their qu
 after the course's finetune on the others). Dev and test are not touched.
 
 Every finished (NAME, E) is a row of DIR/candidates.tsv; a rerun skips them and resumes a
-pretraining cut short, so a sweep carries across interruptions. The table of every row is printed
+pretraining cut short (Ctrl-C or SIGTERM: the pretraining under way checkpoints, a validation
+under way is removed), so a sweep carries across interruptions. The table of every row is printed
 at the end and written to DIR/candidates.md.
 """
 import json
 import os
 import re
 import shutil
-import subprocess
+import signal
 import sys
 import time
 
@@ -89,7 +90,7 @@ def measure(args, name, epochs, chosen):
     """The row of one candidate at one budget: pretrained (resumed where cut short), then validated."""
     start = time.time()
     print(f'== {name}, {epochs} epochs: run.py {" ".join(pretraining(args, name, epochs, chosen))}', flush=True)
-    if subprocess.run([sys.executable, 'run.py', *pretraining(args, name, epochs, chosen)], cwd=SRC).returncode:
+    if validation.run_child([sys.executable, 'run.py', *pretraining(args, name, epochs, chosen)], cwd=SRC):
         raise SystemExit(f'error: the pretraining of candidate {name} at {epochs} epochs failed (above); '
                          f'rerun the same command to resume it')
     seconds = time.time() - start
@@ -105,7 +106,7 @@ def measure(args, name, epochs, chosen):
         argv = [args.variant, params, '--out', out, f'--held_out={args.held_out}',
                 f'--split_seed={args.split_seed}', f'--corpus={args.corpus}', f'--train={args.train}',
                 f'--device={args.device}', *([f'--threads={args.threads}'] if args.threads else [])]
-        if subprocess.run([sys.executable, os.path.join(BENCH, 'validation.py'), *argv]).returncode:
+        if validation.run_child([sys.executable, os.path.join(BENCH, 'validation.py'), *argv]):
             raise SystemExit(f'error: the validation of candidate {name} at {epochs} epochs failed (above)')
     with open(os.path.join(out, 'validation.json'), encoding='utf-8') as f:
         v = json.load(f)
@@ -152,6 +153,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    signal.signal(signal.SIGTERM, validation.stop)
     try:
         main()
     except (UsageError, OSError) as e:

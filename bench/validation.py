@@ -19,7 +19,7 @@ pretrained on); their questions leave finetuning. For the pretrained PARAMS this
 DIR (new or empty) receives train_split.tsv (the kept lines, in their order: a recipe that
 pretrains on questions, --pretrain_questions, takes this file, never the held-out people's),
 held_out.tsv, VARIANT.finetune.params, held_out.predictions and validation.json (every figure);
-the last line printed sums them up. A run that fails or is interrupted removes what it wrote.
+the last line printed sums them up. A run that fails or is interrupted (Ctrl-C, SIGTERM) removes what it wrote.
 """
 import contextlib
 import io
@@ -27,6 +27,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -116,10 +117,35 @@ def commands(args, finetune):
     return tune, evaluate
 
 
+def stop(signum, frame):
+    """SIGTERM stops this script as Ctrl-C does, through its cleanup."""
+    raise KeyboardInterrupt
+
+
+def run_child(command, cwd=None):
+    """A child process run to its end, its exit status returned. Stopped (Ctrl-C, or SIGTERM to
+    this process, which is passed on), the child is waited for before this process stops: a
+    training checkpoints on either, and nothing it writes may outlive this script's cleanup."""
+    child = subprocess.Popen(command, cwd=cwd)
+
+    def pass_on(signum, frame):
+        child.send_signal(signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, pass_on)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def run_stage(argv, stage):
     """run.py in its own process, its output shown; exits with its status if it fails."""
     print(f'== {stage}: run.py {" ".join(argv)}', flush=True)
-    status = subprocess.run([sys.executable, 'run.py', *argv], cwd=SRC).returncode
+    status = run_child([sys.executable, 'run.py', *argv], cwd=SRC)
     if status != 0:
         raise SystemExit(status)
 
@@ -180,6 +206,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    signal.signal(signal.SIGTERM, stop)
     try:
         main()
     except (UsageError, OSError) as e:  # OSError: the machine's (a full disk), one line as run.py's

@@ -4,7 +4,10 @@ import json
 import math
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -451,3 +454,51 @@ def test_candidates_pretrain_each_on_the_split_skip_what_is_done_and_refuse_bad_
     assert_one_line_error(p, 'share a name')
     p = run([*sweep, '=--dropout=0'], tmp_path)
     assert_one_line_error(p, 'NAME=OPTIONS')
+
+
+def stopped_by_sigterm(command, cwd, log):
+    """`command` started and sent SIGTERM once `log` has its second training step; the finished process."""
+    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    while not (log.exists() and '"step": 2,' in log.read_text()):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
+def running(path):
+    """The processes whose command line names `path`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                if str(path).encode() in f.read():
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def test_a_sweep_stopped_by_sigterm_checkpoints_its_training_and_removes_its_validation(world_data, params, tmp_path):
+    given = [f'--corpus={world_data}/wiki.txt', f'--train={world_data}/birth_places_train.tsv', '--held_out=20',
+             '--threads=1']
+    # The validation's finetune stopped: the script and its run.py end, and every file it wrote goes.
+    out = tmp_path / 'val'
+    p = stopped_by_sigterm([sys.executable, os.path.join(ROOT, 'bench', 'validation.py'), 'vanilla',
+                            str(params['vanilla']), '--out', str(out), *given, '--', '--max_steps=2000'],
+                           tmp_path, out / 'vanilla.finetune.params.log.jsonl')
+    assert_one_line_error(p, 'interrupted', 'removed')
+    assert not out.exists() and not running(out)
+    # A candidate's pretraining stopped: it checkpoints, and the same command resumes it.
+    out = tmp_path / 'sweep'
+    sweep = [sys.executable, os.path.join(ROOT, 'bench', 'candidates.py'), 'vanilla', '--out', str(out), *given,
+             '--epochs=1', '--base=--max_steps=60 --batch_size=8', 'plain=']
+    p = stopped_by_sigterm(sweep, tmp_path, out / 'plain.e1.params.log.jsonl')
+    assert_one_line_error(p, 'interrupted', 'rerun the same command')
+    assert (out / 'plain.e1.params.ckpt').exists() and not running(out)
+    p = run(sweep, tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert 'resuming' in p.stdout and not (out / 'plain.e1.params.ckpt').exists()
+    assert lines_of(out, 'candidates.tsv')[1].split('\t')[:2] == ['plain', '1']
