@@ -234,9 +234,6 @@ def main(argv=None):
     if o.uneven_people:
         pretrain_dataset = UnevenPeople(pretrain_dataset, o.uneven_people, o.seed)
     if o.warmup_people:
-        if o.warmup_people >= len(pretrain_dataset):
-            raise UsageError(f'--warmup_people={o.warmup_people} is not fewer than the corpus\'s '
-                             f'{len(pretrain_dataset)} lines; give fewer')
         pretrain_dataset = WarmupPeople(pretrain_dataset, o.warmup_people, o.warmup_epochs, o.seed)
     if o.pretrain_questions:
         pretrain_dataset = question_mix(o.pretrain_questions, pretrain_dataset)

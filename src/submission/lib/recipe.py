@@ -25,6 +25,7 @@ import re
 
 import torch
 
+from .files import UsageError
 from .options import OPTIONS
 
 WORD = re.compile(r"[\w'-]+")
@@ -173,6 +174,10 @@ class WarmupPeople(CorpusView):
 
     def __init__(self, corpus, people, epochs, seed):
         super().__init__(corpus)
+        # The epochs are checked with the other options (options.check_warmup); the people need the corpus.
+        if people >= len(corpus):
+            raise UsageError(f'--warmup_people={people} is not fewer than the corpus\'s {len(corpus)} lines; '
+                             f'give fewer')
         self.people = torch.randperm(len(corpus), generator=torch.Generator().manual_seed(seed)).tolist()[:people]
         self.epochs = epochs
 
