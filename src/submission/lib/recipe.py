@@ -13,7 +13,11 @@ masked span is a capitalised run of words (a place, a person, an institution) an
 the window keeps it whole (salient span masking: Guu et al., REALM, arXiv
 2002.08909; Roberts et al., arXiv 2002.08910). `UnevenPeople` is --uneven_people=A:
 each example's line drawn from a power law over the people instead of each line
-once an epoch. `WarmupPeople` is --warmup_people=K --warmup_epochs=E: the run's first E
+once an epoch. `NameViews` is --name_views=P: with probability P the example is the
+line's name alone, then one of its salient spans, in the form of a question's
+example (name MASK span MASK), so that a fact is stored where the name alone
+retrieves it, as "Where was X born?" must (Allen-Zhu & Li 3.1: a fact stored only
+in the context of its one biography is not extracted by a question). `WarmupPeople` is --warmup_people=K --warmup_epochs=E: the run's first E
 epochs draw from K people only, then every epoch goes through them all. Each is a
 `CorpusView` of the dataset it wraps.
 """
@@ -189,3 +193,38 @@ class WarmupPeople(CorpusView):
         if epoch >= self.epochs:
             return order
         return [self.people[i % len(self.people)] for i in order]
+
+
+class NameViews(CorpusView):
+    """The line's name alone, then one of its salient spans (--name_views=P): with probability
+    `share` an example is name MASK span MASK, the span drawn uniformly from the whole line's
+    salient spans (salient_spans, past the course's window too), in NameDataset's form, the loss
+    on MASK span MASK only, as a finetuning question's is on its answer; a line without a name or
+    spans, and the other draws, keep the example of the dataset it wraps. The question "Where was
+    X born?" gives the model the name and nothing of the biography: span corruption's windows
+    always show the biography before a masked birthplace, and a fact learned only there is recalled
+    from the biography and not from the name (bench/recall.py against the validation's answers)."""
+
+    def __init__(self, corpus, share, lines):
+        super().__init__(corpus)
+        self.share = share
+        self.views = []
+        for doc in lines:
+            name = line_name(doc)
+            spans = [doc[s:e] for s, e in salient_spans(doc, len(doc))] if name else []
+            # name MASK span MASK must fit a row of block_size - 1 inputs and targets
+            spans = [span for span in spans if len(name) + len(span) + 2 <= self.block_size]
+            self.views.append((self.ids(name), [self.ids(span) for span in spans]))
+
+    def ids(self, text):
+        return torch.tensor([self.stoi[c] for c in text], dtype=torch.long)
+
+    def trimmed(self, idx):
+        name, spans = self.views[idx]
+        if not self.share or random.random() >= self.share or not spans:
+            return self.corpus.trimmed(idx)
+        mask = torch.ones(1, dtype=torch.long)  # id 1 is MASK
+        s = torch.cat([name, mask, random.choice(spans), mask])
+        x, y = s[:-1], s[1:].clone()
+        y[:len(name) - 1] = 0  # PAD, ignored by the loss: the name is given, as a question is
+        return x, y
