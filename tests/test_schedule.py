@@ -276,6 +276,78 @@ def test_salient_spans_train_through_the_command_line_and_are_refused_where_they
     assert_one_line_error(p, '--salient_spans does nothing with --function=finetune')
 
 
+def test_name_views_are_a_lines_name_then_one_of_its_salient_spans_in_a_questions_form(world_data):
+    """--name_views=P: with probability P the example is the line's name, MASK, one of the whole
+    line's salient spans (past the course's window too), MASK: NameDataset's example of the
+    question "name" and the answer "span", the loss on the answer only; the rest are the wrapped
+    dataset's draws, unchanged."""
+    import random
+    from submission.dataset import NameDataset
+    from submission.lib.recipe import NameViews, line_name, salient_spans
+    import re
+    long_doc = 'Ann Lee. Ann Lee was born in New York City' + ' and lived long' * 8 + ' in Oxford.'
+    assert long_doc.index('Oxford') > 112
+    # The world's lines with the course's "Full Name." title before them (the world writes none).
+    titled = [re.sub(r'^([A-Z]\w+ [A-Z]\w+)\b', r'\1. \1', line) for line in lines_of(world_data, 'wiki.txt')]
+    corpus = CharCorruptionDataset('\n'.join(titled + [long_doc, 'no name here. Paris']), 128)
+    views = NameViews(corpus, 1.0, corpus.data)
+    itos = corpus.itos
+    random.seed(0)
+    seen_long, viewed = set(), 0
+    for idx in range(len(corpus.data)):
+        doc, name = corpus.data[idx], line_name(corpus.data[idx])
+        spans = [doc[s:e] for s, e in salient_spans(doc, len(doc))]
+        state = random.getstate()
+        x, y = views.trimmed(idx)
+        if not name or not spans:  # the wrapped dataset's example, from the same draws
+            after = random.getstate()
+            random.setstate(state)
+            assert torch.equal(x, corpus.trimmed(idx)[0]) and random.getstate() == after
+            continue
+        viewed += 1
+        text = ''.join(itos[int(i)] for i in x)
+        assert text.startswith(name + '\u2047')
+        span = text[len(name) + 1:]
+        assert span in spans
+        question = NameDataset(f'{name}\t{span}', corpus)
+        assert torch.equal(x, question.trimmed(0)[0]) and torch.equal(y, question.trimmed(0)[1])
+        assert not y[:len(name) - 1].any() and y[len(name) - 1] == 1  # the loss: MASK span MASK only
+        if idx == len(corpus.data) - 2:
+            seen_long.add(span)
+    assert viewed > len(corpus.data) / 2
+    while seen_long != {'New York City', 'Oxford'}:
+        seen_long.add(''.join(itos[int(i)] for i in views.trimmed(len(corpus.data) - 2)[0])[len('Ann Lee') + 1:])
+    padded_x, padded_y = views[0]
+    assert len(padded_x) == len(padded_y) == 127
+    # Share 0: the wrapped dataset's examples, draw for draw.
+    random.seed(1)
+    plain = [corpus.trimmed(i) for i in range(50)]
+    random.seed(1)
+    none = NameViews(corpus, 0.0, corpus.data)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(plain, [none.trimmed(i) for i in range(50)]))
+
+
+def test_name_views_train_through_the_command_line_and_are_refused_where_they_do_nothing(world_data, tmp_path):
+    params = tmp_path / 'n.params'
+    p = pretrain(world_data, params, '--name_views=0.3', '--salient_spans=0.5', '--max_steps=2')
+    assert p.returncode == 0, p.stderr
+    # The world's lines have no "Full Name." title, so there is no name to view: said, not silent.
+    assert 'warning: --name_views: only 0 of the corpus' in p.stderr
+    settings = log_records(str(params) + '.log.jsonl')[0]['settings']
+    assert (settings['name_views'], settings['salient_spans']) == (0.3, 0.5)
+    state = torch.load(params, map_location='cpu', weights_only=True)  # a course params file
+    assert 'tok_emb.weight' in state
+    for bad in ('1.5', '-0.1', 'x'):
+        assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', f'--name_views={bad}'), '--name_views')
+    assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', '--name_views=0.3', '--exact'),
+                          '--name_views', '--exact runs the course')
+    p = run_py(['--function=finetune', '--variant=vanilla', f'--pretrain_corpus_path={world_data}/wiki.txt',
+                f'--writing_params_path={tmp_path / "f.params"}',
+                f'--finetune_corpus_path={world_data}/birth_places_train.tsv', '--name_views=0.3'])
+    assert_one_line_error(p, '--name_views does nothing with --function=finetune')
+    assert not (tmp_path / 'b.params').exists() and not (tmp_path / 'f.params').exists()
+
+
 def test_uneven_people_draw_lines_from_a_power_law_fixed_by_the_seed(world_data, tmp_path):
     """--uneven_people=A: every example's line is drawn anew, line of rank r with probability
     proportional to 1 / r ** A; the ranks come from the seed, so a resumed run draws the same way."""

@@ -30,7 +30,7 @@ import re
 import torch
 
 from .files import UsageError
-from .options import OPTIONS
+from .options import OPTIONS, warn
 
 WORD = re.compile(r"[\w'-]+")
 
@@ -215,13 +215,18 @@ class NameViews(CorpusView):
             # name MASK span MASK must fit a row of block_size - 1 inputs and targets
             spans = [span for span in spans if len(name) + len(span) + 2 <= self.block_size]
             self.views.append((self.ids(name), [self.ids(span) for span in spans]))
+        viewed = sum(1 for _, spans in self.views if spans)
+        if viewed < len(lines) / 2:
+            warn(f'--name_views: only {viewed:,} of the corpus\'s {len(lines):,} lines begin with a name and hold '
+                 f'a capitalised run of words past it (the course\'s wiki.txt: "Ann Lee. Ann Lee was born in '
+                 f'Paris ..."); the others keep their usual examples')
 
     def ids(self, text):
         return torch.tensor([self.stoi[c] for c in text], dtype=torch.long)
 
     def trimmed(self, idx):
         name, spans = self.views[idx]
-        if not self.share or random.random() >= self.share or not spans:
+        if not spans or not self.share or random.random() >= self.share:  # the wrapped dataset's draws
             return self.corpus.trimmed(idx)
         mask = torch.ones(1, dtype=torch.long)  # id 1 is MASK
         s = torch.cat([name, mask, random.choice(spans), mask])
