@@ -30,6 +30,7 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(BENCH), 'src')
 sys.path.insert(0, SRC)
 sys.path.insert(0, BENCH)
+import pipeline  # noqa: E402
 import run as run_py  # noqa: E402
 import validation  # noqa: E402
 from submission.lib import files, options  # noqa: E402
@@ -90,7 +91,7 @@ def measure(args, name, epochs, chosen):
     """The row of one candidate at one budget: pretrained (resumed where cut short), then validated."""
     start = time.time()
     print(f'== {name}, {epochs} epochs: run.py {" ".join(pretraining(args, name, epochs, chosen))}', flush=True)
-    if validation.run_child([sys.executable, 'run.py', *pretraining(args, name, epochs, chosen)], cwd=SRC):
+    if pipeline.run_child([sys.executable, 'run.py', *pretraining(args, name, epochs, chosen)], cwd=SRC):
         raise SystemExit(f'error: the pretraining of candidate {name} at {epochs} epochs failed (above); '
                          f'rerun the same command to resume it')
     seconds = time.time() - start
@@ -106,7 +107,7 @@ def measure(args, name, epochs, chosen):
         argv = [args.variant, params, '--out', out, f'--held_out={args.held_out}',
                 f'--split_seed={args.split_seed}', f'--corpus={args.corpus}', f'--train={args.train}',
                 f'--device={args.device}', *([f'--threads={args.threads}'] if args.threads else [])]
-        if validation.run_child([sys.executable, os.path.join(BENCH, 'validation.py'), *argv]):
+        if pipeline.run_child([sys.executable, os.path.join(BENCH, 'validation.py'), *argv]):
             raise SystemExit(f'error: the validation of candidate {name} at {epochs} epochs failed (above)')
     with open(os.path.join(out, 'validation.json'), encoding='utf-8') as f:
         v = json.load(f)
@@ -153,7 +154,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    signal.signal(signal.SIGTERM, validation.stop)
+    signal.signal(signal.SIGTERM, pipeline.stop)
     try:
         main()
     except (UsageError, OSError) as e:

@@ -20,6 +20,7 @@ import glob
 import os
 import re
 import shlex
+import signal
 import sys
 
 import pipeline
@@ -104,7 +105,10 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    signal.signal(signal.SIGTERM, pipeline.stop)
     try:
         main()
     except files.UsageError as e:
         pipeline.fail(e)
+    except KeyboardInterrupt:
+        sys.exit('error: interrupted; rerun the same command to resume (a training resumes from its checkpoint)')

@@ -16,7 +16,8 @@ options go to pretraining alone (e.g. --pretrain="--schedule_epochs=100").
 
 Each stage's line goes to stdout and, as the stage ends, a row to FILE (TSV:
 label, variant, stage, seconds, result, device): a run cut short keeps what it
-measured. A stage that fails ends the pipeline with its exit status.
+measured. A stage that fails ends the pipeline with its exit status; Ctrl-C or SIGTERM stops
+the stage under way as run.py stops (a training checkpoints) before the pipeline ends.
 bench/gpu_full.sh and bench/cpu_ladder.py run it.
 """
 import contextlib
@@ -24,6 +25,7 @@ import io
 import json
 import os
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -77,19 +79,55 @@ def stages(variant, out, data, nopretrain):
     return todo + evaluations('with_pretrain', 'finetune.params', 'pretrain')
 
 
+def stop(signum, frame):
+    """SIGTERM stops this script as Ctrl-C does, through its cleanup."""
+    raise KeyboardInterrupt
+
+
+def run_child(command, cwd=None, on_line=None):
+    """A child process run to its end, its exit status returned; on_line, if given, gets each line of
+    its stdout as it comes. Stopped (Ctrl-C, or SIGTERM to this process, which is passed on), the
+    child is waited for, its last lines still read, before this process stops: a training
+    checkpoints on either, and nothing it writes may outlive this script's cleanup."""
+    child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE if on_line else None, text=True)
+
+    def pass_on(signum, frame):
+        child.send_signal(signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    def read_to_end():
+        for line in child.stdout if on_line else ():
+            on_line(line)
+
+    before = signal.signal(signal.SIGTERM, pass_on)
+    try:
+        read_to_end()
+        return child.wait()
+    except KeyboardInterrupt:
+        # The child has been told; a second SIGTERM is passed on too (run.py then exits at once).
+        signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
+        read_to_end()
+        child.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def run_stage(args, python):
     """Run run.py, its output shown as it comes; (exit status, the last 'Correct:' or 'no targets'
-    line, the device line)."""
-    p = subprocess.Popen([python, 'run.py', *args], cwd=SRC, stdout=subprocess.PIPE, text=True)
-    result = device = ''
-    for line in p.stdout:
+    line, the device line). Stopped (Ctrl-C, SIGTERM), run.py is passed the signal and waited for
+    (run_child): a training checkpoints before the pipeline stops."""
+    seen = {'result': '', 'device': ''}
+
+    def on_line(line):
         sys.stdout.write(line)
         sys.stdout.flush()
         if line.startswith('Correct:') or 'no targets' in line:
-            result = line.strip()
+            seen['result'] = line.strip()
         elif line.startswith('running on '):
-            device = line[len('running on '):].strip()
-    return p.wait(), result, device
+            seen['device'] = line[len('running on '):].strip()
+    status = run_child([python, 'run.py', *args], cwd=SRC, on_line=on_line)
+    return status, seen['result'], seen['device']
 
 
 def append_row(tsv, row):
@@ -202,7 +240,11 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    signal.signal(signal.SIGTERM, stop)
     try:
         main()
     except files.UsageError as e:
         fail(e)
+    except KeyboardInterrupt:
+        sys.exit('error: interrupted; the stage under way was stopped (a training checkpoints; '
+                 'bench/cpu_ladder.py resumes its pipelines)')

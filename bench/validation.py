@@ -28,7 +28,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import time
 
@@ -38,6 +37,7 @@ sys.path.insert(0, SRC)
 sys.path.insert(0, BENCH)
 import torch  # noqa: E402
 
+import pipeline  # noqa: E402
 import recall  # noqa: E402
 import run as run_py  # noqa: E402
 from submission.dataset import CharCorruptionDataset  # noqa: E402
@@ -117,35 +117,10 @@ def commands(args, finetune):
     return tune, evaluate
 
 
-def stop(signum, frame):
-    """SIGTERM stops this script as Ctrl-C does, through its cleanup."""
-    raise KeyboardInterrupt
-
-
-def run_child(command, cwd=None):
-    """A child process run to its end, its exit status returned. Stopped (Ctrl-C, or SIGTERM to
-    this process, which is passed on), the child is waited for before this process stops: a
-    training checkpoints on either, and nothing it writes may outlive this script's cleanup."""
-    child = subprocess.Popen(command, cwd=cwd)
-
-    def pass_on(signum, frame):
-        child.send_signal(signal.SIGTERM)
-        raise KeyboardInterrupt
-
-    before = signal.signal(signal.SIGTERM, pass_on)
-    try:
-        return child.wait()
-    except KeyboardInterrupt:
-        child.wait()
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, before)
-
-
 def run_stage(argv, stage):
     """run.py in its own process, its output shown; exits with its status if it fails."""
     print(f'== {stage}: run.py {" ".join(argv)}', flush=True)
-    status = run_child([sys.executable, 'run.py', *argv], cwd=SRC)
+    status = pipeline.run_child([sys.executable, 'run.py', *argv], cwd=SRC)
     if status != 0:
         raise SystemExit(status)
 
@@ -206,7 +181,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, pipeline.stop)
     try:
         main()
     except (UsageError, OSError) as e:  # OSError: the machine's (a full disk), one line as run.py's

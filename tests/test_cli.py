@@ -502,3 +502,23 @@ def test_a_sweep_stopped_by_sigterm_checkpoints_its_training_and_removes_its_val
     assert p.returncode == 0, p.stderr
     assert 'resuming' in p.stdout and not (out / 'plain.e1.params.ckpt').exists()
     assert lines_of(out, 'candidates.tsv')[1].split('\t')[:2] == ['plain', '1']
+
+
+def test_a_ladder_stopped_by_sigterm_checkpoints_its_pretraining_and_the_same_command_resumes_it(src_copy, tmp_path):
+    """bench/cpu_ladder.py (and the pipeline it runs) beside a scratch src/: SIGTERM reaches the
+    run.py under way, which checkpoints; the ladder ends with one line, leaves no process behind,
+    and the same command resumes the pretraining and finishes the budget."""
+    bench = tmp_path / 'bench'
+    bench.mkdir()
+    for name in ('cpu_ladder.py', 'pipeline.py'):
+        shutil.copy(os.path.join(ROOT, 'bench', name), bench / name)
+    out = tmp_path / 'ladder'
+    ladder = [sys.executable, str(bench / 'cpu_ladder.py'), 'vanilla', '5', f'--out={out}', '--',
+              '--max_steps=60', '--threads=1']
+    p = stopped_by_sigterm(ladder, tmp_path, out / 'vanilla-N5-seed0' / 'vanilla.pretrain.params.log.jsonl')
+    assert_one_line_error(p, 'interrupted', 'rerun the same command')
+    assert (out / 'vanilla-N5-seed0' / 'vanilla.pretrain.params.ckpt').exists() and not running(out)
+    p = run(ladder, tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert 'resuming' in p.stdout and not (out / 'vanilla-N5-seed0' / 'vanilla.pretrain.params.ckpt').exists()
+    assert lines_of(out, 'ladder.tsv')[1].split('\t')[:2] == ['vanilla', '5']
