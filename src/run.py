@@ -30,6 +30,8 @@ Our options:
     --pretrain_questions=FILE       pretrain on these question<TAB>answer lines too, beside the corpus
                                     (the finetuning questions; never dev or test ones)
     --salient_spans=P               mask a capitalised run of words (a name, a place) with probability P
+    --span_completions=P            with probability P an example is a line cut before one of its capitalised
+                                    runs of words, MASK, the run: a finetuning question's form
     --name_views=P                  with probability P an example is a line's name, then one of its
                                     capitalised runs of words: a fact learned from the name alone
     --uneven_people=A               draw each example's line from a power law over the lines, exponent A
@@ -68,7 +70,7 @@ from tools import evaluate
 from submission.lib import checkpoint
 from submission.lib.checkpoint import load_into
 from submission.lib.files import UsageError
-from submission.lib.recipe import NameViews, QuestionMix, SalientSpans, UnevenPeople, WarmupPeople
+from submission.lib.recipe import NameViews, QuestionMix, SalientSpans, SpanCompletions, UnevenPeople, WarmupPeople
 from submission.helper import (finetune, initialize_perceiver_model, initialize_rope_model,
                                initialize_synthesizer_model, initialize_vanilla_model, pretrain, train)
 from submission.model import GPTConfig
@@ -234,6 +236,8 @@ def main(argv=None):
     lines = pretrain_dataset.data
     if o.salient_spans:
         pretrain_dataset = SalientSpans(pretrain_dataset, o.salient_spans)
+    if o.span_completions:
+        pretrain_dataset = SpanCompletions(pretrain_dataset, o.span_completions, lines)
     if o.name_views:
         pretrain_dataset = NameViews(pretrain_dataset, o.name_views, lines)
     if o.uneven_people:

@@ -69,6 +69,7 @@ OPTIONS = (
     Option('--dropout', lambda t: fraction(t, '--dropout', high=0.9), TRAINS, recipe=True),
     Option('--pretrain_questions', str, ('pretrain',), recipe=True),
     Option('--salient_spans', lambda t: fraction(t, '--salient_spans'), ('pretrain',), recipe=True),
+    Option('--span_completions', lambda t: fraction(t, '--span_completions'), ('pretrain',), recipe=True),
     Option('--name_views', lambda t: fraction(t, '--name_views'), ('pretrain',), recipe=True),
     Option('--uneven_people', lambda t: fraction(t, '--uneven_people', high=3.0, open_low=True), ('pretrain',),
            recipe=True),
@@ -132,6 +133,7 @@ class Options:
     dropout: float = None
     pretrain_questions: str = None  # question<TAB>answer lines pretrained on beside the corpus
     salient_spans: float = None  # the share of examples whose masked span is a salient span
+    span_completions: float = None  # the share of examples that are a line cut at a salient span, then the span
     name_views: float = None  # the share of examples that are a line's name and one of its salient spans
     uneven_people: float = None  # the power law's exponent over the lines drawn
     warmup_people: int = None  # the lines the first warmup_epochs epochs draw from

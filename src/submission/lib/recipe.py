@@ -17,8 +17,12 @@ once an epoch. `NameViews` is --name_views=P: with probability P the example is 
 line's name alone, then one of its salient spans, in the form of a question's
 example (name MASK span MASK), so that a fact is stored where the name alone
 retrieves it, as "Where was X born?" must (Allen-Zhu & Li 3.1: a fact stored only
-in the context of its one biography is not extracted by a question). `WarmupPeople` is --warmup_people=K --warmup_epochs=E: the run's first E
-epochs draw from K people only, then every epoch goes through them all. Each is a
+in the context of its one biography is not extracted by a question).
+`SpanCompletions` is --span_completions=P: with probability P the example is the line
+up to one of its salient spans, MASK, the span, MASK: a question's form, the fact
+written right after the first MASK, where the finetuned model must write it.
+`WarmupPeople` is --warmup_people=K --warmup_epochs=E: the run's first E epochs draw
+from K people only, then every epoch goes through them all. Each is a
 `CorpusView` of the dataset it wraps.
 """
 import bisect
@@ -193,6 +197,31 @@ class WarmupPeople(CorpusView):
         if epoch >= self.epochs:
             return order
         return [self.people[i % len(self.people)] for i in order]
+
+
+class SpanCompletions(CorpusView):
+    """The line up to one of its salient spans, then the span (--span_completions=P): with
+    probability `share` an example is prefix MASK span MASK, the span drawn uniformly from the
+    line's salient spans that end within the course's longest window, the prefix the line before
+    it, the loss on every position as on the course's examples; the other draws, and a line with
+    no span, keep the example of the dataset it wraps. It is the course's prefix MASK suffix MASK
+    span MASK without the suffix: span corruption writes the text after the first MASK, and a
+    finetuning question ("Where was X born?" MASK place MASK) its answer."""
+
+    def __init__(self, corpus, share, lines):
+        super().__init__(corpus)
+        self.share = share
+        longest = int(self.block_size * 7 / 8)
+        self.lines = [torch.tensor([self.stoi[c] for c in doc[:longest]], dtype=torch.long) for doc in lines]
+        self.spans = [salient_spans(doc, longest) for doc in lines]
+
+    def trimmed(self, idx):
+        if not self.spans[idx] or not self.share or random.random() >= self.share:  # the wrapped dataset's draws
+            return self.corpus.trimmed(idx)
+        start, end = random.choice(self.spans[idx])
+        doc, mask = self.lines[idx], torch.ones(1, dtype=torch.long)  # id 1 is MASK
+        s = torch.cat([doc[:start], mask, doc[start:end], mask])
+        return s[:-1], s[1:]
 
 
 class NameViews(CorpusView):
