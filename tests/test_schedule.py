@@ -276,6 +276,62 @@ def test_salient_spans_train_through_the_command_line_and_are_refused_where_they
     assert_one_line_error(p, '--salient_spans does nothing with --function=finetune')
 
 
+def test_span_completions_are_a_line_cut_before_a_salient_span_then_the_span(world_data):
+    """--span_completions=P: with probability P the example is the line up to one of its salient
+    spans (within the course's longest window), MASK, the span, MASK: the course's example without
+    its suffix, the loss on every position; the rest are the wrapped dataset's draws, unchanged."""
+    import random
+    from submission.lib.recipe import SpanCompletions, salient_spans
+    corpus = world_corpus(world_data)
+    corpus.data = corpus.data + ['no span here at all']
+    completions = SpanCompletions(corpus, 1.0, corpus.data)
+    itos, mask = corpus.itos, 1
+    random.seed(0)
+    completed = 0
+    for idx, doc in enumerate(corpus.data):
+        state = random.getstate()
+        x, y = completions.trimmed(idx)
+        spans = salient_spans(doc, 112)
+        if not spans:  # the wrapped dataset's example, from the same draws
+            after = random.getstate()
+            random.setstate(state)
+            assert torch.equal(x, corpus.trimmed(idx)[0]) and random.getstate() == after
+            continue
+        completed += 1
+        assert torch.equal(x[1:], y[:-1]) and y[-1] == mask and (x == mask).sum() == 1
+        prefix, span = ''.join(itos[int(i)] for i in x).split(itos[mask])
+        assert (len(prefix), len(prefix) + len(span)) in spans and doc.startswith(prefix + span)
+    assert completed > len(corpus.data) / 2
+    padded_x, padded_y = completions[0]
+    assert len(padded_x) == len(padded_y) == 127
+    random.seed(1)
+    plain = [corpus.trimmed(i) for i in range(50)]
+    random.seed(1)
+    none = SpanCompletions(corpus, 0.0, corpus.data)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(plain, [none.trimmed(i) for i in range(50)]))
+
+
+def test_span_completions_train_through_the_command_line_and_are_refused_where_they_do_nothing(world_data,
+                                                                                               tmp_path):
+    params = tmp_path / 'c.params'
+    p = pretrain(world_data, params, '--span_completions=0.5', '--salient_spans=0.5', '--max_steps=2')
+    assert p.returncode == 0, p.stderr
+    settings = log_records(str(params) + '.log.jsonl')[0]['settings']
+    assert (settings['span_completions'], settings['salient_spans']) == (0.5, 0.5)
+    state = torch.load(params, map_location='cpu', weights_only=True)  # a course params file
+    assert 'tok_emb.weight' in state
+    for bad in ('1.5', '-0.1', 'x'):
+        assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', f'--span_completions={bad}'),
+                              '--span_completions')
+    assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', '--span_completions=0.5', '--exact'),
+                          '--span_completions', '--exact runs the course')
+    p = run_py(['--function=evaluate', '--variant=vanilla', f'--pretrain_corpus_path={world_data}/wiki.txt',
+                f'--reading_params_path={params}', f'--eval_corpus_path={world_data}/birth_dev.tsv',
+                f'--outputs_path={tmp_path / "o.predictions"}', '--span_completions=0.5'])
+    assert_one_line_error(p, '--span_completions does nothing with --function=evaluate')
+    assert not (tmp_path / 'b.params').exists() and not (tmp_path / 'o.predictions').exists()
+
+
 def test_name_views_are_a_lines_name_then_one_of_its_salient_spans_in_a_questions_form(world_data):
     """--name_views=P: with probability P the example is the line's name, MASK, one of the whole
     line's salient spans (past the course's window too), MASK: NameDataset's example of the
