@@ -219,6 +219,17 @@ def test_the_cpu_recipe_commands_train_the_recipe_and_take_an_option_given_after
     assert_one_line_error(p, '--max_steps is given twice')
 
 
+def assert_wrapped_draws(view, corpus, lines=range(50)):
+    """view gives the examples of the corpus it wraps, draw for draw, on these lines."""
+    import random
+    for idx in lines:
+        state = random.getstate()
+        x, _ = view.trimmed(idx)
+        after = random.getstate()
+        random.setstate(state)
+        assert torch.equal(x, corpus.trimmed(idx)[0]) and random.getstate() == after
+
+
 def test_salient_spans_mask_a_capitalised_run_of_words_and_keep_it_in_the_window(world_data, tmp_path):
     """--salient_spans=P: with probability P the masked span is a capitalised run of words other than
     the line's name, kept whole in the window; the rest are the course's draws, unchanged."""
@@ -250,12 +261,7 @@ def test_salient_spans_mask_a_capitalised_run_of_words_and_keep_it_in_the_window
         padded_x, padded_y = salient[idx]
         assert len(padded_x) == len(padded_y) == 127
     assert masked_spans > len(corpus) / 2
-    # Share 0: the course's examples, draw for draw.
-    random.seed(1)
-    plain = [corpus.trimmed(i) for i in range(50)]
-    random.seed(1)
-    none = SalientSpans(corpus, 0.0)
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(plain, [none.trimmed(i) for i in range(50)]))
+    assert_wrapped_draws(SalientSpans(corpus, 0.0), corpus)  # share 0: the course's examples
 
 
 def test_salient_spans_train_through_the_command_line_and_are_refused_where_they_do_nothing(world_data, tmp_path):
@@ -289,14 +295,11 @@ def test_span_completions_are_a_line_cut_before_a_salient_span_then_the_span(wor
     random.seed(0)
     completed = 0
     for idx, doc in enumerate(corpus.data):
-        state = random.getstate()
+        if not salient_spans(doc, 112):  # the wrapped dataset's example, from the same draws
+            assert_wrapped_draws(completions, corpus, [idx])
+            continue
         x, y = completions.trimmed(idx)
         spans = salient_spans(doc, 112)
-        if not spans:  # the wrapped dataset's example, from the same draws
-            after = random.getstate()
-            random.setstate(state)
-            assert torch.equal(x, corpus.trimmed(idx)[0]) and random.getstate() == after
-            continue
         completed += 1
         assert torch.equal(x[1:], y[:-1]) and y[-1] == mask and (x == mask).sum() == 1
         prefix, span = ''.join(itos[int(i)] for i in x).split(itos[mask])
@@ -304,11 +307,7 @@ def test_span_completions_are_a_line_cut_before_a_salient_span_then_the_span(wor
     assert completed > len(corpus.data) / 2
     padded_x, padded_y = completions[0]
     assert len(padded_x) == len(padded_y) == 127
-    random.seed(1)
-    plain = [corpus.trimmed(i) for i in range(50)]
-    random.seed(1)
-    none = SpanCompletions(corpus, 0.0, corpus.data)
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(plain, [none.trimmed(i) for i in range(50)]))
+    assert_wrapped_draws(SpanCompletions(corpus, 0.0, corpus.data), corpus)  # share 0
 
 
 def test_span_completions_train_through_the_command_line_and_are_refused_where_they_do_nothing(world_data,
@@ -353,13 +352,10 @@ def test_name_views_are_a_lines_name_then_one_of_its_salient_spans_in_a_question
     for idx in range(len(corpus.data)):
         doc, name = corpus.data[idx], line_name(corpus.data[idx])
         spans = [doc[s:e] for s, e in salient_spans(doc, len(doc))]
-        state = random.getstate()
-        x, y = views.trimmed(idx)
         if not name or not spans:  # the wrapped dataset's example, from the same draws
-            after = random.getstate()
-            random.setstate(state)
-            assert torch.equal(x, corpus.trimmed(idx)[0]) and random.getstate() == after
+            assert_wrapped_draws(views, corpus, [idx])
             continue
+        x, y = views.trimmed(idx)
         viewed += 1
         text = ''.join(itos[int(i)] for i in x)
         assert text.startswith(name + '\u2047')
@@ -376,11 +372,7 @@ def test_name_views_are_a_lines_name_then_one_of_its_salient_spans_in_a_question
     padded_x, padded_y = views[0]
     assert len(padded_x) == len(padded_y) == 127
     # Share 0: the wrapped dataset's examples, draw for draw.
-    random.seed(1)
-    plain = [corpus.trimmed(i) for i in range(50)]
-    random.seed(1)
-    none = NameViews(corpus, 0.0, corpus.data)
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(plain, [none.trimmed(i) for i in range(50)]))
+    assert_wrapped_draws(NameViews(corpus, 0.0, corpus.data), corpus)  # share 0
 
 
 def test_name_views_train_through_the_command_line_and_are_refused_where_they_do_nothing(world_data, tmp_path):

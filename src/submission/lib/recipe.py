@@ -33,6 +33,7 @@ import re
 
 import torch
 
+from .batching import encode
 from .files import UsageError
 from .options import OPTIONS, warn
 
@@ -212,7 +213,7 @@ class SpanCompletions(CorpusView):
         super().__init__(corpus)
         self.share = share
         longest = int(self.block_size * 7 / 8)
-        self.lines = [torch.tensor([self.stoi[c] for c in doc[:longest]], dtype=torch.long) for doc in lines]
+        self.lines = [encode(doc[:longest], self.stoi) for doc in lines]
         self.spans = [salient_spans(doc, longest) for doc in lines]
 
     def trimmed(self, idx):
@@ -232,7 +233,7 @@ class NameViews(CorpusView):
     spans, and the other draws, keep the example of the dataset it wraps. The question "Where was
     X born?" gives the model the name and nothing of the biography: span corruption's windows
     always show the biography before a masked birthplace, and a fact learned only there is recalled
-    from the biography and not from the name (bench/recall.py against the validation's answers)."""
+    from the biography, not from the name."""
 
     def __init__(self, corpus, share, lines):
         super().__init__(corpus)
@@ -243,15 +244,12 @@ class NameViews(CorpusView):
             spans = [doc[s:e] for s, e in salient_spans(doc, len(doc))] if name else []
             # name MASK span MASK must fit a row of block_size - 1 inputs and targets
             spans = [span for span in spans if len(name) + len(span) + 2 <= self.block_size]
-            self.views.append((self.ids(name), [self.ids(span) for span in spans]))
+            self.views.append((encode(name, self.stoi), [encode(span, self.stoi) for span in spans]))
         viewed = sum(1 for _, spans in self.views if spans)
         if viewed < len(lines) / 2:
             warn(f'--name_views: only {viewed:,} of the corpus\'s {len(lines):,} lines begin with a name and hold '
                  f'a capitalised run of words past it (the course\'s wiki.txt: "Ann Lee. Ann Lee was born in '
                  f'Paris ..."); the others keep their usual examples')
-
-    def ids(self, text):
-        return torch.tensor([self.stoi[c] for c in text], dtype=torch.long)
 
     def trimmed(self, idx):
         name, spans = self.views[idx]
