@@ -264,24 +264,6 @@ def test_salient_spans_mask_a_capitalised_run_of_words_and_keep_it_in_the_window
     assert_wrapped_draws(SalientSpans(corpus, 0.0), corpus)  # share 0: the course's examples
 
 
-def test_salient_spans_train_through_the_command_line_and_are_refused_where_they_do_nothing(world_data, tmp_path):
-    params = tmp_path / 's.params'
-    p = pretrain(world_data, params, '--salient_spans=0.5', '--max_steps=2')
-    assert p.returncode == 0, p.stderr
-    assert log_records(str(params) + '.log.jsonl')[0]['settings']['salient_spans'] == 0.5
-    state = torch.load(params, map_location='cpu', weights_only=True)  # a course params file
-    assert 'tok_emb.weight' in state
-    for bad in ('1.5', '-0.1', 'x'):
-        assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', f'--salient_spans={bad}'),
-                              '--salient_spans')
-    assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', '--salient_spans=0.5', '--exact'),
-                          '--salient_spans', '--exact runs the course')
-    p = run_py(['--function=finetune', '--variant=vanilla', f'--pretrain_corpus_path={world_data}/wiki.txt',
-                f'--writing_params_path={tmp_path / "f.params"}',
-                f'--finetune_corpus_path={world_data}/birth_places_train.tsv', '--salient_spans=0.5'])
-    assert_one_line_error(p, '--salient_spans does nothing with --function=finetune')
-
-
 def test_span_completions_are_a_line_cut_before_a_salient_span_then_the_span(world_data):
     """--span_completions=P: with probability P the example is the line up to one of its salient
     spans (within the course's longest window), MASK, the span, MASK: the course's example without
@@ -308,27 +290,6 @@ def test_span_completions_are_a_line_cut_before_a_salient_span_then_the_span(wor
     padded_x, padded_y = completions[0]
     assert len(padded_x) == len(padded_y) == 127
     assert_wrapped_draws(SpanCompletions(corpus, 0.0, corpus.data), corpus)  # share 0
-
-
-def test_span_completions_train_through_the_command_line_and_are_refused_where_they_do_nothing(world_data,
-                                                                                               tmp_path):
-    params = tmp_path / 'c.params'
-    p = pretrain(world_data, params, '--span_completions=0.5', '--salient_spans=0.5', '--max_steps=2')
-    assert p.returncode == 0, p.stderr
-    settings = log_records(str(params) + '.log.jsonl')[0]['settings']
-    assert (settings['span_completions'], settings['salient_spans']) == (0.5, 0.5)
-    state = torch.load(params, map_location='cpu', weights_only=True)  # a course params file
-    assert 'tok_emb.weight' in state
-    for bad in ('1.5', '-0.1', 'x'):
-        assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', f'--span_completions={bad}'),
-                              '--span_completions')
-    assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', '--span_completions=0.5', '--exact'),
-                          '--span_completions', '--exact runs the course')
-    p = run_py(['--function=evaluate', '--variant=vanilla', f'--pretrain_corpus_path={world_data}/wiki.txt',
-                f'--reading_params_path={params}', f'--eval_corpus_path={world_data}/birth_dev.tsv',
-                f'--outputs_path={tmp_path / "o.predictions"}', '--span_completions=0.5'])
-    assert_one_line_error(p, '--span_completions does nothing with --function=evaluate')
-    assert not (tmp_path / 'b.params').exists() and not (tmp_path / 'o.predictions').exists()
 
 
 def test_name_views_are_a_lines_name_then_one_of_its_salient_spans_in_a_questions_form(world_data):
@@ -375,25 +336,36 @@ def test_name_views_are_a_lines_name_then_one_of_its_salient_spans_in_a_question
     assert_wrapped_draws(NameViews(corpus, 0.0, corpus.data), corpus)  # share 0
 
 
-def test_name_views_train_through_the_command_line_and_are_refused_where_they_do_nothing(world_data, tmp_path):
-    params = tmp_path / 'n.params'
-    p = pretrain(world_data, params, '--name_views=0.3', '--salient_spans=0.5', '--max_steps=2')
+@pytest.mark.parametrize('option', ['--salient_spans', '--span_completions', '--name_views'])
+def test_a_recipes_share_of_examples_trains_through_the_command_line_and_is_refused_where_it_does_nothing(
+        option, world_data, tmp_path):
+    """--salient_spans, --span_completions, --name_views=P: trained (beside salient spans), recorded
+    in the run's log, the params a course params file; a share outside 0-1, --exact, and the
+    functions that do not pretrain refused in one line, nothing written."""
+    params = tmp_path / 'p.params'
+    beside = [] if option == '--salient_spans' else ['--salient_spans=0.5']
+    p = pretrain(world_data, params, f'{option}=0.3', *beside, '--max_steps=2')
     assert p.returncode == 0, p.stderr
-    # The world's lines have no "Full Name." title, so there is no name to view: said, not silent.
-    assert 'warning: --name_views: only 0 of the corpus' in p.stderr
+    if option == '--name_views':
+        # The world's lines have no "Full Name." title, so there is no name to view: said, not silent.
+        assert 'warning: --name_views: only 0 of the corpus' in p.stderr
     settings = log_records(str(params) + '.log.jsonl')[0]['settings']
-    assert (settings['name_views'], settings['salient_spans']) == (0.3, 0.5)
+    assert settings[option[2:]] == 0.3 and settings['salient_spans'] == (0.5 if beside else 0.3)
     state = torch.load(params, map_location='cpu', weights_only=True)  # a course params file
     assert 'tok_emb.weight' in state
     for bad in ('1.5', '-0.1', 'x'):
-        assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', f'--name_views={bad}'), '--name_views')
-    assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', '--name_views=0.3', '--exact'),
-                          '--name_views', '--exact runs the course')
+        assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', f'{option}={bad}'), option)
+    assert_one_line_error(pretrain(world_data, tmp_path / 'b.params', f'{option}=0.3', '--exact'),
+                          option, '--exact runs the course')
     p = run_py(['--function=finetune', '--variant=vanilla', f'--pretrain_corpus_path={world_data}/wiki.txt',
                 f'--writing_params_path={tmp_path / "f.params"}',
-                f'--finetune_corpus_path={world_data}/birth_places_train.tsv', '--name_views=0.3'])
-    assert_one_line_error(p, '--name_views does nothing with --function=finetune')
-    assert not (tmp_path / 'b.params').exists() and not (tmp_path / 'f.params').exists()
+                f'--finetune_corpus_path={world_data}/birth_places_train.tsv', f'{option}=0.3'])
+    assert_one_line_error(p, f'{option} does nothing with --function=finetune')
+    p = run_py(['--function=evaluate', '--variant=vanilla', f'--pretrain_corpus_path={world_data}/wiki.txt',
+                f'--reading_params_path={params}', f'--eval_corpus_path={world_data}/birth_dev.tsv',
+                f'--outputs_path={tmp_path / "o.predictions"}', f'{option}=0.3'])
+    assert_one_line_error(p, f'{option} does nothing with --function=evaluate')
+    assert not any((tmp_path / name).exists() for name in ('b.params', 'f.params', 'o.predictions'))
 
 
 def test_uneven_people_draw_lines_from_a_power_law_fixed_by_the_seed(world_data, tmp_path):
