@@ -14,6 +14,9 @@ if [ -n "$PYTHON" ]; then
 else
     PY=$(command -v python || command -v python3) || { echo "error: no python on PATH; activate the project environment (see README.md) or set PYTHON" >&2; exit 2; }
 fi
+# Without this, a python outside the project environment ends in an ImportError's traceback.
+"$PY" -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ('torch', 'docopt')))" 2>/dev/null || {
+    echo "error: $PY has no torch or no docopt; activate the project environment (source .venv/bin/activate, or conda activate XCS224N) or set PYTHON to its python" >&2; exit 2; }
 case "$NPROC" in
     ''|1) ;;
     *[!0-9]*|0*) echo "error: NPROC=$NPROC is not a number of processes; give a whole number, 1 or more" >&2; exit 2 ;;

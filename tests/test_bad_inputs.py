@@ -242,6 +242,16 @@ def test_run_sh_environment(src_copy, env, needle):
     refused(src_copy, [], needle, command=['./run.sh', 'vanilla_finetune_without_pretrain'], env=env)
 
 
+def test_run_sh_with_a_python_outside_the_project_environment(src_copy, tmp_path):
+    """A python without torch (here the tests' own, told to skip its site-packages) gets one line
+    naming it and the fix, not run.py's ImportError."""
+    bare = tmp_path / 'python'
+    bare.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    bare.chmod(0o755)
+    refused(src_copy, [], f'{bare} has no torch', command=['./run.sh', 'vanilla_finetune_without_pretrain'],
+            env={'PYTHON': str(bare)})
+
+
 # ---------------------------------------------------------------- what failed and killed runs leave
 
 def test_a_run_that_fails_at_start_keeps_the_previous_log_and_params(src_copy):
