@@ -6,8 +6,9 @@
 
 Each candidate NAME is pretrained on the corpus (default src/data/wiki.txt) for E epochs, its
 learning-rate schedule fitted to them (--schedule_epochs=E), with run.py's options
---base (default the CPU recipe's: --batch_size=32 --learning_rate=2e-3 --dropout=0 --weight_decay=0)
-and its own OPTIONS, which replace the base's of the same name; `{train_split}` in them names the split's finetuning people
+--base (default the first CPU recipe's settings, on which docs/RESULTS.md's candidates were first
+measured: --batch_size=32 --learning_rate=2e-3 --dropout=0 --weight_decay=0; --base='' for the
+course's own) and its own OPTIONS, which replace the base's of the same name; `{train_split}` in them names the split's finetuning people
 (DIR/split/train_split.tsv: e.g. `questions=--pretrain_questions={train_split}`), never the
 held-out ones. Each pretrained model is measured by bench/validation.py (same split for all: the
 held-out people's birthplaces recalled and the nats paid for them, then their questions answered
@@ -36,7 +37,7 @@ import validation  # noqa: E402
 from submission.lib import files, options  # noqa: E402
 from submission.lib.files import UsageError  # noqa: E402
 
-CPU_RECIPE = '--batch_size=32 --learning_rate=2e-3 --dropout=0 --weight_decay=0'
+FIRST_RECIPE = '--batch_size=32 --learning_rate=2e-3 --dropout=0 --weight_decay=0'
 COLUMNS = ('name', 'epochs', 'pretrain_s', 'loss', 'recalled', 'probed', 'nats_per_char', 'correct', 'held_out',
            'options')
 
@@ -47,7 +48,7 @@ def arguments(argv):
     parser.add_argument('candidates', nargs='+', metavar='NAME=OPTIONS')
     parser.add_argument('--out', required=True)
     parser.add_argument('--epochs', required=True)
-    parser.add_argument('--base', default=CPU_RECIPE)
+    parser.add_argument('--base', default=FIRST_RECIPE)
     validation.split_options(parser)
     args = validation.split_options_read(parser.parse_args(sys.argv[1:] if argv is None else argv))
     args.epochs = [options.whole_number(e, '--epochs', high=options.EPOCH_LIMIT) for e in args.epochs.split(',')]
