@@ -380,6 +380,33 @@ def test_report_puts_the_variants_side_by_side(src_copy, world_data):
         assert cell.strip() == (f'{100 * k / sum(where):.1f} % ({k}/{sum(where)})' if sum(where) else '—')
 
 
+def test_report_counts_how_often_a_salient_span_pretraining_showed_each_birthplace(src_copy, world_data):
+    """A vanilla pretraining with --salient_spans=0.5 (one real step; the share read back from its
+    metrics log) gets a by-how-often-shown table of its own, its columns counting the dev people by
+    that recipe's draws; the course's table keeps the other experiments, and London closes both."""
+    sub = src_copy / 'submission'
+    p = run(['./run.sh', 'vanilla_pretrain', '--salient_spans=0.5', '--max_steps=1', '--threads=1'], src_copy)
+    assert p.returncode == 0, p.stderr
+    questions, answers = zip(*(l.split('\t') for l in lines_of(world_data, 'birth_dev.tsv')))
+    guesses = ['Lima'] * len(answers)
+    (sub / 'vanilla.pretrain.dev.predictions').write_text(''.join(a + '\n' for a in answers))
+    (sub / 'synthesizer.pretrain.dev.predictions').write_text(''.join(g + '\n' for g in guesses))
+    p = run(['./run.sh', 'report'], src_copy)
+    assert p.returncode == 0, p.stderr
+    text = (src_copy / 'reports' / 'report.md').read_text()
+    course, salient = text.split('Pretrained with --salient_spans=0.5: 50 % of the draws')[0:2]
+    found = report.birthplaces(questions, answers, os.path.join(world_data, 'wiki.txt'))
+    for part, share, title in ((course, 0.0, 'synthesizer'), (salient, 0.5, 'vanilla')):
+        header = [l for l in part.splitlines() if l.startswith('| Experiment | never shown (')][-1]
+        shown = [report.shown_share(end, doc, share) for doc, end in found]
+        assert header == report.row(['Experiment'] + [f'{label} ({sum(test(x) for x in shown)})'
+                                                      for label, test in report.SHOWN_BINS])
+        table = part[part.index(header):].split('\n\n')[0].splitlines()
+        assert [l.split('|')[1].strip() for l in table[2:]] == [f'{title}, pretrain + finetune', report.LONDON]
+    # The salient recipe shows late birthplaces in other shares of draws than the course's.
+    assert [report.shown_share(e, d, 0.5) for d, e in found] != [report.shown_share(e) for d, e in found]
+
+
 def test_report_counts_the_course_dev_answers_in_wiki(course_data):
     questions, answers = zip(*(l.split('\t') for l in lines_of(course_data, 'birth_dev.tsv')))
     ends = report.birthplace_ends(questions, answers, os.path.join(course_data, 'wiki.txt'))
@@ -387,6 +414,10 @@ def test_report_counts_the_course_dev_answers_in_wiki(course_data):
     # How often the course's truncation shows each dev birthplace, by thirds of its draws.
     bins = [sum(test(report.shown_share(e)) for e in ends) for _, test in report.SHOWN_BINS]
     assert bins == [38, 90, 282, 90]
+    # The CPU recipe's draws (--salient_spans=0.5) show most of them in two thirds of the draws or more.
+    found = report.birthplaces(questions, answers, os.path.join(course_data, 'wiki.txt'))
+    bins = [sum(test(report.shown_share(e, doc, 0.5)) for doc, e in found) for _, test in report.SHOWN_BINS]
+    assert bins == [38, 17, 144, 301]
 
 
 def test_shown_share_is_the_course_truncations_share():
@@ -399,3 +430,25 @@ def test_shown_share_is_the_course_truncations_share():
         assert abs(report.shown_share(end) - drawn) < 0.01, (end, report.shown_share(end), drawn)
     assert report.shown_share(4) == 1.0 and report.shown_share(112) == 1 / 109
     assert report.shown_share(113) == report.shown_share(None) == 0.0
+
+
+def test_shown_share_with_salient_spans_is_their_draws_share():
+    """shown_share(e, doc, P) against SalientSpans's own draws of one line, with the course's draws
+    beside them: the share of windows (the example's characters less its three masks) that keep
+    at least e characters, for P = 0.5 and 1, on a short line and a long one."""
+    from submission.lib.recipe import SalientSpans
+    short = 'Ann Lee. Ann Lee is a painter who studied in New York City and was born in Paris, France.'
+    long = short[:-1] + ', where she lived until 1990 and taught at the Royal Academy in London for years.'
+    for doc in (short, long):
+        corpus = CharCorruptionDataset(doc, 128)
+        for share in (0.5, 1.0):
+            view = SalientSpans(corpus, share)
+            random.seed(1)
+            kept = [len(view.trimmed(0)[0]) - 2 for _ in range(30000)]
+            for end in (doc.index('Paris') + 5, doc.index('New York') + 3, 20, 4, len(doc) if len(doc) <= 112 else 112):
+                drawn = sum(k >= end for k in kept) / len(kept)
+                assert abs(report.shown_share(end, doc, share) - drawn) < 0.015, (doc[:20], share, end, drawn)
+        assert report.shown_share(50, doc, 0.0) == report.shown_share(50)
+    assert report.shown_share(None, long, 0.5) == report.shown_share(113, long, 0.5) == 0.0
+    nothing_salient = 'ann lee. ann lee is a painter born in paris.'
+    assert report.shown_share(40, nothing_salient, 1.0) == report.shown_share(40)

@@ -12,9 +12,10 @@ The course's three experiments are always listed; a later course year's
 variant (perceiver, rope) is listed beside them once any of its files is
 there. For the dev set it adds what course reports lack: each experiment's
 accuracy split by whether the person's birthplace occurs in their line of
-wiki.txt (what pretraining could have stored) and by how often the course's
-truncation put the birthplace in pretraining's window, and its most frequent
-wrong answers.
+wiki.txt (what pretraining could have stored) and by how often pretraining's
+draws put the birthplace in the window (the course's truncation, or, for a
+pretraining with --salient_spans, that recipe's mix of draws, in a table of its
+own), and its most frequent wrong answers.
 """
 import collections
 import contextlib
@@ -27,6 +28,7 @@ import os
 from submission import utils
 from submission.lib.files import UsageError, made_by, writes, atomic_write, log_path, save_text
 from submission.lib.options import BLOCK_SIZE, VARIANTS
+from submission.lib.recipe import salient_spans, salient_window
 from submission.lib.progress import fmt_time
 
 NOT_RUN = 'not run'
@@ -376,18 +378,24 @@ def place_at(doc, name, place):
     return at
 
 
-def birthplace_ends(questions, answers, wiki_path):
-    """For each question: where its answer's first mention in the person's line of wiki.txt
-    ends (a character count), or None where the line does not hold it."""
+def birthplaces(questions, answers, wiki_path):
+    """For each question: the person's line of wiki.txt (None where no line names them) and where
+    its answer's first mention there ends (a character count; None where the line does not hold it)."""
     with open(wiki_path, encoding='utf-8', errors='replace') as f:
         lines = f.read().split('\n')
-    ends = []
+    found = []
     for question, answer in zip(questions, answers):
         name = name_of(question)
         doc = biography(lines, name)
         at = place_at(doc, name, answer) if doc else -1
-        ends.append(at + len(answer) if at >= 0 else None)
-    return ends
+        found.append((doc, at + len(answer) if at >= 0 else None))
+    return found
+
+
+def birthplace_ends(questions, answers, wiki_path):
+    """For each question: where its answer's first mention in the person's line of wiki.txt
+    ends (a character count), or None where the line does not hold it."""
+    return [end for _, end in birthplaces(questions, answers, wiki_path)]
 
 
 # The course's span corruption keeps the first 4..112 characters of a line, each length alike
@@ -395,21 +403,44 @@ def birthplace_ends(questions, answers, wiki_path):
 SHORTEST, LONGEST = 4, int(BLOCK_SIZE * 7 / 8)
 
 
-def shown_share(end):
-    """The share of the course's truncations whose window holds a birthplace ending at `end`:
-    those that keep at least `end` characters (none past LONGEST; 0 where there is no end)."""
+def shown_share(end, doc=None, salient=0.0):
+    """The share of pretraining's draws whose window holds a birthplace ending at `end` (none past
+    LONGEST; 0 where there is no end). The course's truncations keep at least `end` characters in
+    (LONGEST + 1 - end) / (LONGEST - SHORTEST + 1) of them; with --salient_spans=P, a share P of
+    the draws of a line (`doc`) with salient spans keep its start through one of them, drawn alike,
+    then to a length drawn alike up to LONGEST or the line's end (recipe.SalientSpans)."""
     if end is None or end > LONGEST:
         return 0.0
-    return (LONGEST - max(end, SHORTEST) + 1) / (LONGEST - SHORTEST + 1)
+    course = (LONGEST - max(end, SHORTEST) + 1) / (LONGEST - SHORTEST + 1)
+    spans = salient_spans(doc, LONGEST) if salient and doc else []
+    if not spans:
+        return course
+    held = []
+    for _, span_end in spans:
+        low, high = salient_window(len(doc), span_end, LONGEST)
+        held.append((high - max(low, end) + 1) / (high - low + 1))
+    return (1 - salient) * course + salient * sum(held) / len(held)
 
 
 SHOWN_BINS = (('never shown', lambda s: s == 0), ('under 1/3 of draws', lambda s: 0 < s < 1 / 3),
               ('1/3 to 2/3', lambda s: 1 / 3 <= s < 2 / 3), ('2/3 or more', lambda s: s >= 2 / 3))
 
 
+def salient_share(submission_dir, stages):
+    """The --salient_spans share an experiment's pretraining ran with, from its metrics log (0: the
+    course's draws, or no pretraining, or no log)."""
+    path = next((log_path(os.path.join(submission_dir, params)) for stage, params in stages if stage == 'pretrain'),
+                None)
+    if not path or not os.path.isfile(path):
+        return 0.0
+    starts = [r for r in read_log(path) if isinstance(r.get('settings'), dict)]
+    return float(starts[-1]['settings'].get('salient_spans') or 0) if starts else 0.0
+
+
 def dev_answers(submission_dir, data_dir, experiments):
     """The dev set, experiment by experiment: accuracy split by whether the birthplace is in
-    the person's wiki.txt line, and the most frequent wrong answers."""
+    the person's wiki.txt line, by how often pretraining showed it, and the most frequent wrong
+    answers."""
     dev_path, wiki_path = os.path.join(data_dir, 'birth_dev.tsv'), os.path.join(data_dir, 'wiki.txt')
     if not (os.path.isfile(dev_path) and os.path.isfile(wiki_path)):
         return [f'Needs birth_dev.tsv and wiki.txt in `{data_dir}`.', '']
@@ -418,18 +449,19 @@ def dev_answers(submission_dir, data_dir, experiments):
     if not rows or any(len(r) < 2 for r in rows):
         return [f'`{dev_path}` is not question<TAB>answer lines.', '']
     questions, answers = [r[0] for r in rows], [r[1] for r in rows]
-    ends = birthplace_ends(questions, answers, wiki_path)
-    stored = [end is not None for end in ends]
+    found = birthplaces(questions, answers, wiki_path)
+    stored = [end is not None for _, end in found]
     n_in = sum(stored)
-    shown = [shown_share(end) for end in ends]
-    bins = [[test(s) for s in shown] for _, test in SHOWN_BINS]
 
     table = [row(['Experiment', 'Dev accuracy', 'Birthplace in the wiki line', 'Not in the line',
                   'Most frequent wrong answers']), row(['---', '---:', '---:', '---:', '---'])]
-    by_shown = [row(['Experiment'] + [f'{label} ({sum(where)})' for (label, _), where in zip(SHOWN_BINS, bins)]),
-                row(['---'] + ['---:'] * len(SHOWN_BINS))]
-    candidates = [(title, f'{prefix}.dev.predictions') for title, _, prefix in experiments]
-    for title, name in candidates + [(LONDON, None)]:
+    # One table by how often pretraining showed each birthplace for each way of drawing (the
+    # course's, or a --salient_spans share), each listing the experiments pretrained that way;
+    # the London baseline closes every table.
+    by_shown, london = {0.0: []}, None
+    candidates = [(title, f'{prefix}.dev.predictions', salient_share(submission_dir, stages))
+                  for title, stages, prefix in experiments]
+    for title, name, salient in candidates + [(LONDON, None, 0.0)]:
         if name is None:
             predictions = ['London'] * len(answers)
         else:
@@ -442,14 +474,31 @@ def dev_answers(submission_dir, data_dir, experiments):
         commonest = ', '.join(f'{p or "(empty)"} ({n})' for p, n in wrong) or '—'
         table.append(row([title, f'{100 * sum(hits) / len(hits):.1f} %', right(hits, stored),
                           right(hits, [not s for s in stored]), commonest]))
-        by_shown.append(row([title] + [right(hits, where) for where in bins]))
-    return [f'{n_in} of the {len(answers)} dev answers occur in the person\'s line of wiki.txt; '
-            f'pretraining can only have stored those.', '', *table, '',
-            f'By how often pretraining showed the birthplace: the course\'s span corruption keeps the '
-            f'first {SHORTEST} to {LONGEST} characters of a line, each length alike, so a birthplace that '
-            f'ends at character e is in the window in ({LONGEST + 1} - e)/{LONGEST - SHORTEST + 1} of the '
-            f'draws, and never past character {LONGEST} (never shown: past it, or not in the line). '
-            f'Each cell: the people the experiment answers right, of those in the column.', '', *by_shown, '']
+        if name is None:
+            london = (title, hits)
+        else:
+            by_shown.setdefault(salient, []).append((title, hits))
+    lines = [f'{n_in} of the {len(answers)} dev answers occur in the person\'s line of wiki.txt; '
+             f'pretraining can only have stored those.', '', *table, '',
+             f'By how often pretraining showed the birthplace: the course\'s span corruption keeps the '
+             f'first {SHORTEST} to {LONGEST} characters of a line, each length alike, so a birthplace that '
+             f'ends at character e is in the window in ({LONGEST + 1} - e)/{LONGEST - SHORTEST + 1} of the '
+             f'draws, and never past character {LONGEST} (never shown: past it, or not in the line). '
+             f'Each cell: the people the experiment answers right, of those in the column.', '']
+    for share in sorted(by_shown):
+        shown = [shown_share(end, doc, share) for doc, end in found]
+        bins = [[test(x) for x in shown] for _, test in SHOWN_BINS]
+        if share:
+            lines += [f'Pretrained with --salient_spans={share:g}: {100 * share:g} % of the draws of a line with '
+                      f'salient spans keep its start through one of them, drawn alike, then to a length drawn '
+                      f'alike up to {LONGEST} characters or the line\'s end, the other draws are the course\'s; '
+                      f'the columns count the dev people by that mix of draws.',
+                      '']
+        lines += [row(['Experiment'] + [f'{label} ({sum(where)})' for (label, _), where in zip(SHOWN_BINS, bins)]),
+                  row(['---'] + ['---:'] * len(SHOWN_BINS))]
+        lines += [row([title] + [right(hits, where) for where in bins]) for title, hits in by_shown[share] + [london]]
+        lines.append('')
+    return lines
 
 
 def right(hits, where):

@@ -133,6 +133,14 @@ def salient_spans(doc, longest):
     return [(s, e) for s, e in spans if e <= longest]
 
 
+def salient_window(length, end, longest):
+    """The bounds of a salient draw's window, the characters it keeps from the line's start, for a
+    span ending at `end`: the span's end (at least the course's shortest, 4) to the course's
+    longest, each alike; a line shorter than that keeps all of it. Also the report's measure of
+    how often a birthplace was shown (tools/report.shown_share)."""
+    return min(max(end, 4), length), min(length, longest)
+
+
 class SalientSpans(CorpusView):
     """The corpus's span corruption, where with probability `share` the masked span is one of the
     line's salient spans, drawn uniformly, and the window is cut after it, uniformly between its end
@@ -152,8 +160,7 @@ class SalientSpans(CorpusView):
         if not self.share or random.random() >= self.share or not self.spans[idx]:  # share 0: the course's draws
             return self.corpus.trimmed(idx)
         start, end = random.choice(self.spans[idx])
-        kept = random.randint(min(max(end, 4), len(self.corpus.data[idx])), min(len(self.corpus.data[idx]),
-                                                                                  self.longest))
+        kept = random.randint(*salient_window(len(self.corpus.data[idx]), end, self.longest))
         return self.corpus.corrupted(idx, kept, start, end - start)
 
 
