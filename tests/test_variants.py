@@ -368,7 +368,7 @@ def test_report_puts_the_variants_side_by_side(src_copy, world_data):
     assert f'| {100 * lima / n:.1f} % | {100 * lima / n:.1f} % ({lima}/{n}) | — | Lima ({n - lima}) |' in rope_rows[1]
     # By how often pretraining showed each birthplace: the columns count every dev person once,
     # and each cell is the rope predictions' hits among that column's people.
-    shown = [report.shown_share(e) for e in report.birthplace_ends(
+    shown = [report.shown_share(e) for _, e in report.birthplaces(
         [l.split('\t')[0] for l in lines_of(world_data, 'birth_dev.tsv')], answers,
         os.path.join(world_data, 'wiki.txt'))]
     header = [l for l in text.splitlines() if l.startswith('| Experiment | never shown (')][0]
@@ -409,13 +409,13 @@ def test_report_counts_how_often_a_salient_span_pretraining_showed_each_birthpla
 
 def test_report_counts_the_course_dev_answers_in_wiki(course_data):
     questions, answers = zip(*(l.split('\t') for l in lines_of(course_data, 'birth_dev.tsv')))
-    ends = report.birthplace_ends(questions, answers, os.path.join(course_data, 'wiki.txt'))
+    found = report.birthplaces(questions, answers, os.path.join(course_data, 'wiki.txt'))
+    ends = [e for _, e in found]
     assert sum(e is not None for e in ends) == 479 and len(ends) == 500
     # How often the course's truncation shows each dev birthplace, by thirds of its draws.
     bins = [sum(test(report.shown_share(e)) for e in ends) for _, test in report.SHOWN_BINS]
     assert bins == [38, 90, 282, 90]
     # The CPU recipe's draws (--salient_spans=0.5) show most of them in two thirds of the draws or more.
-    found = report.birthplaces(questions, answers, os.path.join(course_data, 'wiki.txt'))
     bins = [sum(test(report.shown_share(e, doc, 0.5)) for doc, e in found) for _, test in report.SHOWN_BINS]
     assert bins == [38, 17, 144, 301]
 

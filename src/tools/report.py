@@ -392,12 +392,6 @@ def birthplaces(questions, answers, wiki_path):
     return found
 
 
-def birthplace_ends(questions, answers, wiki_path):
-    """For each question: where its answer's first mention in the person's line of wiki.txt
-    ends (a character count), or None where the line does not hold it."""
-    return [end for _, end in birthplaces(questions, answers, wiki_path)]
-
-
 # The course's span corruption keeps the first 4..112 characters of a line, each length alike
 # (CharCorruptionDataset: random.randint(4, int(block_size * 7 / 8))).
 SHORTEST, LONGEST = 4, int(BLOCK_SIZE * 7 / 8)
