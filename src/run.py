@@ -30,6 +30,7 @@ Our options:
     --pretrain_questions=FILE       pretrain on these question<TAB>answer lines too, beside the corpus
                                     (the finetuning questions; never dev or test ones)
     --salient_spans=P               mask a capitalised run of words (a name, a place) with probability P
+    --salient_tail=N                keep at most N characters past such a masked run (default: up to 112)
     --span_completions=P            with probability P an example is a line cut before one of its capitalised
                                     runs of words, MASK, the run: a finetuning question's form
     --name_views=P                  with probability P an example is a line's name, then one of its
@@ -235,7 +236,7 @@ def main(argv=None):
     pretrain_dataset = pretraining_dataset(o.pretrain_corpus_path)
     lines = pretrain_dataset.data
     if o.salient_spans:
-        pretrain_dataset = SalientSpans(pretrain_dataset, o.salient_spans)
+        pretrain_dataset = SalientSpans(pretrain_dataset, o.salient_spans, o.salient_tail)
     if o.span_completions:
         pretrain_dataset = SpanCompletions(pretrain_dataset, o.span_completions, lines)
     if o.name_views:

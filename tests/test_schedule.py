@@ -264,6 +264,65 @@ def test_salient_spans_mask_a_capitalised_run_of_words_and_keep_it_in_the_window
     assert_wrapped_draws(SalientSpans(corpus, 0.0), corpus)  # share 0: the course's examples
 
 
+@pytest.mark.parametrize('tail', [0, 8])
+def test_salient_tail_keeps_at_most_n_characters_past_the_masked_span(world_data, tail):
+    """--salient_tail=N: a salient draw's window ends between its span's end and N characters past
+    it, each length drawn (on lines long enough); without it, up to the course's 112. The examples
+    are shorter for it, and the course's draws beside them are unchanged."""
+    import random
+    from submission.lib.recipe import SalientSpans, salient_window
+    corpus = world_corpus(world_data)
+    tailed, untailed = SalientSpans(corpus, 1.0, tail), SalientSpans(corpus, 1.0)
+    mask, itos = 1, corpus.itos
+    random.seed(0)
+    past, lengths = set(), []
+    for _ in range(3):
+        for idx in (i for i in range(len(corpus)) if tailed.spans[i]):
+            x, y = tailed.trimmed(idx)
+            prefix, suffix, span, _ = ''.join(itos[int(i)] for i in torch.cat([x, y[-1:]])).split(itos[mask])
+            window = prefix + span + suffix
+            assert corpus.data[idx].startswith(window)
+            if len(window) > 4:  # else the course's shortest window, after a span at the line's start
+                assert len(suffix) <= tail
+                past.add(len(suffix))
+            lengths.append(len(x))
+    assert past == set(range(tail + 1))
+    random.seed(0)
+    untailed_lengths = [len(untailed.trimmed(i)[0]) for i in range(len(corpus)) if untailed.spans[i]] * 3
+    assert sum(lengths) < sum(untailed_lengths)
+    # The window's bounds: never below the span's end or above 112, a short line kept whole.
+    assert salient_window(200, 40, 112, tail) == (40, 40 + tail)
+    assert salient_window(200, 110, 112, tail) == (110, min(112, 110 + tail))
+    assert salient_window(30, 28, 112, tail) == (28, min(30, 28 + tail))
+    assert salient_window(200, 2, 112, 0) == (4, 4) and salient_window(200, 40, 112) == (40, 112)
+    assert_wrapped_draws(SalientSpans(corpus, 0.0, tail), corpus)  # share 0: the course's examples
+
+
+def test_salient_tail_trains_through_the_command_line_and_is_refused_where_it_does_nothing(world_data, tmp_path):
+    """--salient_tail=N with --salient_spans: trained, recorded in the run's log, the params a course
+    params file; a bad N, no salient spans to shorten, --exact, and the functions that do not
+    pretrain refused in one line, nothing written."""
+    params = tmp_path / 'p.params'
+    p = pretrain(world_data, params, '--salient_spans=0.5', '--salient_tail=16', '--max_steps=2')
+    assert p.returncode == 0, p.stderr
+    settings = log_records(str(params) + '.log.jsonl')[0]['settings']
+    assert (settings['salient_spans'], settings['salient_tail']) == (0.5, 16)
+    assert 'tok_emb.weight' in torch.load(params, map_location='cpu', weights_only=True)
+    bad = tmp_path / 'b.params'
+    for value in ('-1', '129', '1.5', 'x'):
+        assert_one_line_error(pretrain(world_data, bad, '--salient_spans=0.5', f'--salient_tail={value}'),
+                              f'--salient_tail={value}')
+    for spans in ([], ['--salient_spans=0']):
+        assert_one_line_error(pretrain(world_data, bad, *spans, '--salient_tail=16'),
+                              '--salient_tail shortens the windows of --salient_spans')
+    assert_one_line_error(pretrain(world_data, bad, '--salient_tail=16', '--exact'), '--exact runs the course')
+    p = run_py(['--function=finetune', '--variant=vanilla', f'--pretrain_corpus_path={world_data}/wiki.txt',
+                f'--writing_params_path={tmp_path / "f.params"}',
+                f'--finetune_corpus_path={world_data}/birth_places_train.tsv', '--salient_tail=16'])
+    assert_one_line_error(p, '--salient_tail does nothing with --function=finetune')
+    assert not any((tmp_path / name).exists() for name in ('b.params', 'f.params'))
+
+
 def test_span_completions_are_a_line_cut_before_a_salient_span_then_the_span(world_data):
     """--span_completions=P: with probability P the example is the line up to one of its salient
     spans (within the course's longest window), MASK, the span, MASK: the course's example without

@@ -407,6 +407,29 @@ def test_report_counts_how_often_a_salient_span_pretraining_showed_each_birthpla
     assert [report.shown_share(e, d, 0.5) for d, e in found] != [report.shown_share(e) for d, e in found]
 
 
+def test_report_reads_a_salient_tail_from_the_pretraining_log(src_copy, world_data):
+    """--salient_spans=0.5 --salient_tail=0 (one real step): the report names the tail and counts the
+    dev people by those draws, which show a birthplace's following text less often than without it."""
+    sub = src_copy / 'submission'
+    p = run(['./run.sh', 'vanilla_pretrain', '--salient_spans=0.5', '--salient_tail=0', '--max_steps=1',
+             '--threads=1'], src_copy)
+    assert p.returncode == 0, p.stderr
+    assert report.salient_draws(str(sub), [('pretrain', 'vanilla.pretrain.params')]) == (0.5, 0)
+    assert report.salient_draws(str(sub), [('pretrain', 'synthesizer.pretrain.params')]) == (0.0, None)
+    questions, answers = zip(*(l.split('\t') for l in lines_of(world_data, 'birth_dev.tsv')))
+    (sub / 'vanilla.pretrain.dev.predictions').write_text(''.join(a + '\n' for a in answers))
+    p = run(['./run.sh', 'report'], src_copy)
+    assert p.returncode == 0, p.stderr
+    text = (src_copy / 'reports' / 'report.md').read_text()
+    salient = text.split('Pretrained with --salient_spans=0.5 --salient_tail=0: 50 % of the draws')[1]
+    assert "up to 112 characters, the span's end + 0 or the line's end, whichever is first" in salient
+    found = report.birthplaces(questions, answers, os.path.join(world_data, 'wiki.txt'))
+    shown = [report.shown_share(end, doc, 0.5, 0) for doc, end in found]
+    header = [l for l in salient.splitlines() if l.startswith('| Experiment | never shown (')][0]
+    assert header == report.row(['Experiment'] + [f'{label} ({sum(test(x) for x in shown)})'
+                                                  for label, test in report.SHOWN_BINS])
+
+
 def test_report_counts_the_course_dev_answers_in_wiki(course_data):
     questions, answers = zip(*(l.split('\t') for l in lines_of(course_data, 'birth_dev.tsv')))
     found = report.birthplaces(questions, answers, os.path.join(course_data, 'wiki.txt'))
@@ -418,6 +441,9 @@ def test_report_counts_the_course_dev_answers_in_wiki(course_data):
     # The CPU recipe's draws (--salient_spans=0.5) show most of them in two thirds of the draws or more.
     bins = [sum(test(report.shown_share(e, doc, 0.5)) for doc, e in found) for _, test in report.SHOWN_BINS]
     assert bins == [38, 17, 144, 301]
+    # With --salient_tail=16 the windows that mask another span end sooner, and show fewer birthplaces.
+    bins = [sum(test(report.shown_share(e, doc, 0.5, 16)) for doc, e in found) for _, test in report.SHOWN_BINS]
+    assert bins == [38, 28, 253, 181]
 
 
 def test_shown_share_is_the_course_truncations_share():
@@ -441,14 +467,20 @@ def test_shown_share_with_salient_spans_is_their_draws_share():
     long = short[:-1] + ', where she lived until 1990 and taught at the Royal Academy in London for years.'
     for doc in (short, long):
         corpus = CharCorruptionDataset(doc, 128)
-        for share in (0.5, 1.0):
-            view = SalientSpans(corpus, share)
+        for share, tail in ((0.5, None), (1.0, None), (0.5, 16), (1.0, 0)):
+            view = SalientSpans(corpus, share, tail)
             random.seed(1)
             kept = [len(view.trimmed(0)[0]) - 2 for _ in range(30000)]
-            for end in (doc.index('Paris') + 5, doc.index('New York') + 3, 20, 4, len(doc) if len(doc) <= 112 else 112):
+            ends = (doc.index('Paris') + 5, doc.index('Paris') + 12, doc.index('New York') + 3,
+                    doc.index('New York') + 20, 20, 4, len(doc) if len(doc) <= 112 else 112)
+            for end in ends:
                 drawn = sum(k >= end for k in kept) / len(kept)
-                assert abs(report.shown_share(end, doc, share) - drawn) < 0.015, (doc[:20], share, end, drawn)
+                assert abs(report.shown_share(end, doc, share, tail) - drawn) < 0.015, \
+                    (doc[:20], share, tail, end, drawn)
         assert report.shown_share(50, doc, 0.0) == report.shown_share(50)
     assert report.shown_share(None, long, 0.5) == report.shown_share(113, long, 0.5) == 0.0
+    # A short tail shows what follows a span less often: "France" after "Paris", at share 1.
+    france = short.index('France') + 6
+    assert report.shown_share(france, short, 1.0, 0) < report.shown_share(france, short, 1.0)
     nothing_salient = 'ann lee. ann lee is a painter born in paris.'
     assert report.shown_share(40, nothing_salient, 1.0) == report.shown_share(40)

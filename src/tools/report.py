@@ -14,8 +14,8 @@ there. For the dev set it adds what course reports lack: each experiment's
 accuracy split by whether the person's birthplace occurs in their line of
 wiki.txt (what pretraining could have stored) and by how often pretraining's
 draws put the birthplace in the window (the course's truncation, or, for a
-pretraining with --salient_spans, that recipe's mix of draws, in a table of its
-own), and its most frequent wrong answers.
+pretraining with --salient_spans (and --salient_tail), that recipe's mix of draws,
+in a table of its own), and its most frequent wrong answers.
 """
 import collections
 import contextlib
@@ -397,12 +397,13 @@ def birthplaces(questions, answers, wiki_path):
 SHORTEST, LONGEST = 4, int(BLOCK_SIZE * 7 / 8)
 
 
-def shown_share(end, doc=None, salient=0.0):
+def shown_share(end, doc=None, salient=0.0, tail=None):
     """The share of pretraining's draws whose window holds a birthplace ending at `end` (none past
     LONGEST; 0 where there is no end). The course's truncations keep at least `end` characters in
     (LONGEST + 1 - end) / (LONGEST - SHORTEST + 1) of them; with --salient_spans=P, a share P of
     the draws of a line (`doc`) with salient spans keep its start through one of them, drawn alike,
-    then to a length drawn alike up to LONGEST or the line's end (recipe.SalientSpans)."""
+    then to a length drawn alike up to LONGEST or the line's end, or with --salient_tail=N up to N
+    characters past the span (recipe.SalientSpans)."""
     if end is None or end > LONGEST:
         return 0.0
     course = (LONGEST - max(end, SHORTEST) + 1) / (LONGEST - SHORTEST + 1)
@@ -411,8 +412,8 @@ def shown_share(end, doc=None, salient=0.0):
         return course
     held = []
     for _, span_end in spans:
-        low, high = salient_window(len(doc), span_end, LONGEST)
-        held.append((high - max(low, end) + 1) / (high - low + 1))
+        low, high = salient_window(len(doc), span_end, LONGEST, tail)
+        held.append(max(0, high - max(low, end) + 1) / (high - low + 1))
     return (1 - salient) * course + salient * sum(held) / len(held)
 
 
@@ -420,15 +421,17 @@ SHOWN_BINS = (('never shown', lambda s: s == 0), ('under 1/3 of draws', lambda s
               ('1/3 to 2/3', lambda s: 1 / 3 <= s < 2 / 3), ('2/3 or more', lambda s: s >= 2 / 3))
 
 
-def salient_share(submission_dir, stages):
-    """The --salient_spans share an experiment's pretraining ran with, from its metrics log (0: the
-    course's draws, or no pretraining, or no log)."""
+def salient_draws(submission_dir, stages):
+    """(share, tail): the --salient_spans share and --salient_tail an experiment's pretraining ran
+    with, from its metrics log ((0.0, None): the course's draws, or no pretraining, or no log)."""
     path = next((log_path(os.path.join(submission_dir, params)) for stage, params in stages if stage == 'pretrain'),
                 None)
     if not path or not os.path.isfile(path):
-        return 0.0
+        return 0.0, None
     starts = [r for r in read_log(path) if isinstance(r.get('settings'), dict)]
-    return float(starts[-1]['settings'].get('salient_spans') or 0) if starts else 0.0
+    settings = starts[-1]['settings'] if starts else {}
+    share = float(settings.get('salient_spans') or 0)
+    return share, settings.get('salient_tail') if share else None
 
 
 def dev_answers(submission_dir, data_dir, experiments):
@@ -450,12 +453,12 @@ def dev_answers(submission_dir, data_dir, experiments):
     table = [row(['Experiment', 'Dev accuracy', 'Birthplace in the wiki line', 'Not in the line',
                   'Most frequent wrong answers']), row(['---', '---:', '---:', '---:', '---'])]
     # One table by how often pretraining showed each birthplace for each way of drawing (the
-    # course's, or a --salient_spans share), each listing the experiments pretrained that way;
-    # the London baseline closes every table.
-    by_shown, london = {0.0: []}, None
-    candidates = [(title, f'{prefix}.dev.predictions', salient_share(submission_dir, stages))
+    # course's, or a --salient_spans share and --salient_tail), each listing the experiments
+    # pretrained that way; the London baseline closes every table.
+    by_shown, london = {(0.0, None): []}, None
+    candidates = [(title, f'{prefix}.dev.predictions', salient_draws(submission_dir, stages))
                   for title, stages, prefix in experiments]
-    for title, name, salient in candidates + [(LONDON, None, 0.0)]:
+    for title, name, salient in candidates + [(LONDON, None, (0.0, None))]:
         if name is None:
             predictions = ['London'] * len(answers)
         else:
@@ -479,18 +482,22 @@ def dev_answers(submission_dir, data_dir, experiments):
              f'ends at character e is in the window in ({LONGEST + 1} - e)/{LONGEST - SHORTEST + 1} of the '
              f'draws, and never past character {LONGEST} (never shown: past it, or not in the line). '
              f'Each cell: the people the experiment answers right, of those in the column.', '']
-    for share in sorted(by_shown):
-        shown = [shown_share(end, doc, share) for doc, end in found]
+    for share, tail in sorted(by_shown, key=lambda draws: (draws[0], -1 if draws[1] is None else draws[1])):
+        shown = [shown_share(end, doc, share, tail) for doc, end in found]
         bins = [[test(x) for x in shown] for _, test in SHOWN_BINS]
         if share:
-            lines += [f'Pretrained with --salient_spans={share:g}: {100 * share:g} % of the draws of a line with '
-                      f'salient spans keep its start through one of them, drawn alike, then to a length drawn '
-                      f'alike up to {LONGEST} characters or the line\'s end, the other draws are the course\'s; '
+            tailed = '' if tail is None else f' --salient_tail={tail}'
+            until = ' or the line\'s end' if tail is None else \
+                f', the span\'s end + {tail} or the line\'s end, whichever is first'
+            lines += [f'Pretrained with --salient_spans={share:g}{tailed}: {100 * share:g} % of the draws of a line '
+                      f'with salient spans keep its start through one of them, drawn alike, then to a length drawn '
+                      f'alike up to {LONGEST} characters{until}, the other draws are the course\'s; '
                       f'the columns count the dev people by that mix of draws.',
                       '']
         lines += [row(['Experiment'] + [f'{label} ({sum(where)})' for (label, _), where in zip(SHOWN_BINS, bins)]),
                   row(['---'] + ['---:'] * len(SHOWN_BINS))]
-        lines += [row([title] + [right(hits, where) for where in bins]) for title, hits in by_shown[share] + [london]]
+        lines += [row([title] + [right(hits, where) for where in bins])
+                  for title, hits in by_shown[share, tail] + [london]]
         lines.append('')
     return lines
 

@@ -141,6 +141,7 @@ def run_settings(options, model_config, config, max_epochs, itos):
         'block_size': model_config.block_size, 'exact': options.exact, 'precision': options.precision,
         'seed': options.seed, 'schedule_epochs': options.schedule_epochs, 'weight_decay': config.weight_decay,
         'pretrain_questions': base(options.pretrain_questions), 'salient_spans': options.salient_spans,
+        'salient_tail': options.salient_tail,
         'span_completions': options.span_completions, 'name_views': options.name_views,
         'uneven_people': options.uneven_people, 'warmup_people': options.warmup_people,
         'warmup_epochs': options.warmup_epochs,

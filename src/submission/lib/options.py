@@ -69,6 +69,8 @@ OPTIONS = (
     Option('--dropout', lambda t: fraction(t, '--dropout', high=0.9), TRAINS, recipe=True),
     Option('--pretrain_questions', str, ('pretrain',), recipe=True),
     Option('--salient_spans', lambda t: fraction(t, '--salient_spans'), ('pretrain',), recipe=True),
+    Option('--salient_tail', lambda t: whole_number(t, '--salient_tail', low=0, high=BLOCK_SIZE), ('pretrain',),
+           recipe=True),
     Option('--span_completions', lambda t: fraction(t, '--span_completions'), ('pretrain',), recipe=True),
     Option('--name_views', lambda t: fraction(t, '--name_views'), ('pretrain',), recipe=True),
     Option('--uneven_people', lambda t: fraction(t, '--uneven_people', high=3.0, open_low=True), ('pretrain',),
@@ -133,6 +135,7 @@ class Options:
     dropout: float = None
     pretrain_questions: str = None  # question<TAB>answer lines pretrained on beside the corpus
     salient_spans: float = None  # the share of examples whose masked span is a salient span
+    salient_tail: int = None  # the most characters a salient example's window keeps past its span
     span_completions: float = None  # the share of examples that are a line cut at a salient span, then the span
     name_views: float = None  # the share of examples that are a line's name and one of its salient spans
     uneven_people: float = None  # the power law's exponent over the lines drawn
@@ -277,6 +280,13 @@ def check_warmup(values):
     if epochs >= run:
         raise UsageError(f'--warmup_epochs={epochs} is not fewer than the run\'s {run} epochs; give fewer, '
                          f'so that the run goes on to every line')
+
+
+def check_salient_tail(values):
+    """--salient_tail=N shortens the windows of --salient_spans's draws: nothing without them."""
+    if values.get('salient_tail') is not None and not values.get('salient_spans'):
+        raise UsageError(f'--salient_tail shortens the windows of --salient_spans\'s draws, and there are none; '
+                         f'give --salient_spans=P (above 0) too, or drop --salient_tail')
 
 
 def schedule(text, max_epochs):
@@ -505,6 +515,7 @@ def from_command_line(args):
     check_recipe(args, exact)
     values['schedule_epochs'] = schedule(args['--schedule_epochs'], args['--max_epochs'])
     check_warmup(values)
+    check_salient_tail(values)
     values['device'] = device = device_named(args['--device'])
     # Last, once every other value is good: auto may time a few matmuls (a resumed run keeps its own:
     # checkpoint.resumed_precision). Evaluation is fp32 on every path.
