@@ -245,6 +245,20 @@ def test_whole_model_trains_the_same_with_either_attention(pre, synth):
         assert torch.allclose(grads[0][n], grads[1][n], atol=1e-6), n
 
 
+def test_prefill_groups_prompts_up_to_the_token_budget():
+    """Prompts sorted by length go into the cache in consecutive groups, each padded to its
+    longest within the budget (a prompt longer than the budget alone), each as large as the
+    budget allows: the short prompts in large groups, the long tail in small ones."""
+    lens = [25] * 100 + list(range(30, 60)) + [40, 300]
+    runs = evaluate.prefill_chunks(lens, budget=2048)
+    assert runs[0] == (0, 81) and runs[-1] == (len(lens) - 1, len(lens))  # 81 * 25 <= 2048 < 82 * 25
+    assert [a for a, _ in runs[1:]] == [b for _, b in runs[:-1]]  # every prompt once, in order
+    for start, stop in runs:
+        assert stop - start == 1 or (stop - start) * max(lens[start:stop]) <= 2048
+        if stop < len(lens):  # the next prompt would not have fitted
+            assert (stop + 1 - start) * max(lens[start:stop + 1]) > 2048
+
+
 @pytest.mark.parametrize('synth', [False, True])
 def test_batched_greedy_equals_one_at_a_time_on_dev(pre, synth, world_data):
     """Same params, every dev and test question and prompts cut from the corpus at

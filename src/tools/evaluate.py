@@ -3,8 +3,8 @@
 The course decodes one question at a time with utils.sample, re-running the
 whole prefix for each of 32 greedy steps. Here questions are decoded together,
 up to DECODE_ROWS at a time:
-forward passes over the questions, PREFILL_ROWS of similar length at a time,
-fill the model's key/value cache (GPT.forward with cache=; the "Where was "
+forward passes over the questions, a few of similar length at a time (about
+PREFILL_TOKENS, padding included), fill the model's key/value cache (GPT.forward with cache=; the "Where was "
 that every question starts with is computed once), then each step feeds only
 the newest character of every row, each at its own position, and decoding
 stops once every row has written its second MASK.
@@ -18,7 +18,7 @@ from submission import utils
 from submission.dataset import MASK_CHAR
 
 STEPS = 32  # greedy characters per question, as in the course
-PREFILL_ROWS = 128  # prompts run into the cache together
+PREFILL_TOKENS = 2048  # prompt tokens (padding included) run into the cache together
 DECODE_ROWS = 256   # rows decoded together (their cache: 0.7 MB a row for dev questions)
 COMPACT = 0.75  # the rows still decoding are taken out of the batch once they are this share or less
 
@@ -45,6 +45,21 @@ def common_prefix(prompts, most):
     return n
 
 
+def prefill_chunks(lens, budget=PREFILL_TOKENS):
+    """(start, stop) runs of consecutive prompts (of these lengths, shortest first) each padded to
+    its longest at most `budget` tokens (or one prompt): the long prompts of the tail go in smaller
+    groups, so their padding does not multiply the work of the shorter ones beside them."""
+    runs, start = [], 0
+    while start < len(lens):
+        stop, longest = start + 1, lens[start]
+        while stop < len(lens) and (stop + 1 - start) * max(longest, lens[stop]) <= budget:
+            longest = max(longest, lens[stop])
+            stop += 1
+        runs.append((start, stop))
+        start = stop
+    return runs
+
+
 def prefill(model, prompts, cache, device):
     """The prompts (lists of ids of similar lengths) into an empty cache, left-aligned;
     each row's first generated id."""
@@ -69,16 +84,15 @@ def prefill(model, prompts, cache, device):
 def predict_batch(model, prompts, itos, device, steps=STEPS):
     """Greedy decoding of many prompts (lists of ids, each ending in MASK, shortest first) at once.
 
-    The prompts go into the cache PREFILL_ROWS at a time (similar lengths: little
-    padding); then every row decodes together, as the matmuls of one character a
+    The prompts go into the cache a few at a time (similar lengths: little padding,
+    see prefill_chunks); then every row decodes together, as the matmuls of one character a
     row cost less per row in a larger batch (docs/PERFORMANCE.md)."""
     model.eval()
     B = len(prompts)
     # Room for the prompts and every step but the last, whose character is not fed back.
     cache = model.new_cache(max(len(p) for p in prompts) + steps - 1, B)
     firsts = []
-    for start in range(0, B, PREFILL_ROWS):
-        stop = min(B, start + PREFILL_ROWS)
+    for start, stop in prefill_chunks([len(p) for p in prompts]):
         firsts.append(prefill(model, prompts[start:stop], model.cache_section(cache, start, stop), device))
     nxt = torch.cat(firsts)
     lens = torch.tensor([len(p) for p in prompts], device=device)
