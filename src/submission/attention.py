@@ -177,7 +177,9 @@ def plain_attention(q, k, v, bias, mask, scale, dropout_p, course=True):
     fast path's CPU training and decoding: the mask filled in place, and the
     cheaper dropout sampler.
     """
-    att = (q @ k.transpose(-2, -1)) * scale
+    att = q @ k.transpose(-2, -1)
+    if course or scale != 1.0:  # the synthesizer's scale is 1: no pass over the scores for it
+        att = att * scale
     if bias is not None:
         att = att + bias
     if course:
