@@ -249,9 +249,10 @@ def test_cached_batched_greedy_equals_one_at_a_time(pre, variant, world_data):
 
 
 @pytest.mark.parametrize('variant', ['vanilla', 'synthesizer', 'rope'])
-def test_common_prefix_goes_through_the_model_once(pre, variant, world_data):
-    """Questions that all start "Where was " (one of them no more than that): the prefix is run
-    once, as a batch of one row of 10 characters, and every prediction is still the course's."""
+def test_common_prefix_goes_through_the_model_once(pre, variant, world_data, monkeypatch):
+    """Questions that all start "Where was " (one of them no more than that), prefilled in groups
+    of at most 256 tokens: each group's prefix is run once, as a batch of one row, then the
+    group's rest, and every prediction is still the course's."""
     flags = {'vanilla': {}, 'synthesizer': dict(synthesizer=True), 'rope': dict(rope=True)}[variant]
     torch.manual_seed(0)
     exact = GPT(GPTConfig(pre.vocab_size, 128, n_layer=2, n_head=4, n_embd=32, **flags))
@@ -265,13 +266,16 @@ def test_common_prefix_goes_through_the_model_once(pre, variant, world_data):
     qs = [l.split('\t')[0] for l in lines_of(world_data, 'birth_dev.tsv')] + ['Where was']
     shapes = []
     fast.tok_emb.register_forward_hook(lambda m, inp, out: shapes.append(tuple(inp[0].shape)))
+    monkeypatch.setattr(evaluate, 'PREFILL_TOKENS', 256)
     quick = evaluate.predict_places(fast, qs, pre.stoi, pre.itos, 'cpu')
-    assert shapes[0] == (1, 9)  # 'Where was' + MASK keeps its last character
-    # Then each group of prompts (at most PREFILL_TOKENS, padding included) after its prefix,
-    # every question in exactly one group, before the decoding's one character a row.
-    groups = [s for s in shapes if s[1] > 1 and s != (1, 9)]
+    # The prefill's calls, before the decoding's one character a row: (1, prefix), (rows, rest)
+    # for each group, every question in exactly one group. 'Where was' + MASK keeps its last
+    # character, so the first group's prefix is 9 characters, the others' "Where was ".
+    prefill = shapes[:next(i for i, s in enumerate(shapes) if s[1] == 1)]
+    prefixes, groups = prefill[0::2], prefill[1::2]
+    assert prefixes[0] == (1, 9) and set(prefixes[1:]) == {(1, 10)} and len(groups) > 3
     assert sum(rows for rows, _ in groups) == len(qs)
-    assert all(rows == 1 or rows * (t + 9) <= evaluate.PREFILL_TOKENS for rows, t in groups)
+    assert all(rows * (t + n) <= 256 for (rows, t), (_, n) in zip(groups, prefixes))
     slow = evaluate.predict_places(exact.eval(), qs, pre.stoi, pre.itos, 'cpu', exact=True)
     assert len(set(slow)) > 10
     assert quick == slow

@@ -3,9 +3,10 @@
 The course decodes one question at a time with utils.sample, re-running the
 whole prefix for each of 32 greedy steps. Here questions are decoded together,
 up to DECODE_ROWS at a time:
-forward passes over the questions, a few of similar length at a time (about
-PREFILL_TOKENS, padding included), fill the model's key/value cache (GPT.forward with cache=; the "Where was "
-that every question starts with is computed once), then each step feeds only
+forward passes over the questions, a group of similar lengths at a time (at
+most PREFILL_TOKENS, padding included), fill the model's key/value cache
+(GPT.forward with cache=; the "Where was " that every question starts with is
+computed once a group), then each step feeds only
 the newest character of every row, each at its own position, and decoding
 stops once every row has written its second MASK.
 This file only batches, sorts and stops; the model does the math. The
@@ -45,7 +46,7 @@ def common_prefix(prompts, most):
     return n
 
 
-def prefill_chunks(lens, budget=PREFILL_TOKENS):
+def prefill_chunks(lens, budget):
     """(start, stop) runs of consecutive prompts (of these lengths, shortest first) each padded to
     its longest at most `budget` tokens (or one prompt): the long prompts of the tail go in smaller
     groups, so their padding does not multiply the work of the shorter ones beside them."""
@@ -84,15 +85,15 @@ def prefill(model, prompts, cache, device):
 def predict_batch(model, prompts, itos, device, steps=STEPS):
     """Greedy decoding of many prompts (lists of ids, each ending in MASK, shortest first) at once.
 
-    The prompts go into the cache a few at a time (similar lengths: little padding,
-    see prefill_chunks); then every row decodes together, as the matmuls of one character a
-    row cost less per row in a larger batch (docs/PERFORMANCE.md)."""
+    The prompts go into the cache a group at a time (similar lengths: little
+    padding, see prefill_chunks); then every row decodes together, as the matmuls
+    of one character a row cost less per row in a larger batch (docs/PERFORMANCE.md)."""
     model.eval()
     B = len(prompts)
     # Room for the prompts and every step but the last, whose character is not fed back.
     cache = model.new_cache(max(len(p) for p in prompts) + steps - 1, B)
     firsts = []
-    for start, stop in prefill_chunks([len(p) for p in prompts]):
+    for start, stop in prefill_chunks([len(p) for p in prompts], PREFILL_TOKENS):
         firsts.append(prefill(model, prompts[start:stop], model.cache_section(cache, start, stop), device))
     nxt = torch.cat(firsts)
     lens = torch.tensor([len(p) for p in prompts], device=device)
