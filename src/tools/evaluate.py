@@ -90,13 +90,14 @@ def predict_batch(model, prompts, itos, device, steps=STEPS):
     of one character a row cost less per row in a larger batch (docs/PERFORMANCE.md)."""
     model.eval()
     B = len(prompts)
+    lengths = [len(p) for p in prompts]
     # Room for the prompts and every step but the last, whose character is not fed back.
-    cache = model.new_cache(max(len(p) for p in prompts) + steps - 1, B)
+    cache = model.new_cache(max(lengths) + steps - 1, B)
     firsts = []
-    for start, stop in prefill_chunks([len(p) for p in prompts], PREFILL_TOKENS):
+    for start, stop in prefill_chunks(lengths, PREFILL_TOKENS):
         firsts.append(prefill(model, prompts[start:stop], model.cache_section(cache, start, stop), device))
     nxt = torch.cat(firsts)
-    lens = torch.tensor([len(p) for p in prompts], device=device)
+    lens = torch.tensor(lengths, device=device)
     # A row's answer ends at its second MASK (id 1); what it would write after is never read.
     generated = torch.ones(B, steps, dtype=torch.long, device=device)
     generated[:, 0] = nxt
