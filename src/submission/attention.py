@@ -377,9 +377,14 @@ def dropout(x, p, training=True):
         return x
     if x.device.type != 'cpu':
         return F.dropout(x, p, training=True)
+    keep = keep_mask(x, p)
+    if x.dtype == torch.float32:
+        # fp32 applies a Python number's scale at fp32 anyway, so a mask of 0 and
+        # 1/(1-p) gives the same bits, and backward is one product instead of two.
+        return x * keep.mul_(1.0 / (1.0 - p))
     # The scale as a Python number, so it is applied at the computation's own precision
     # (bf16's nearest 1/0.9 is 1.109375: a multiplier tensor of x's dtype would be that).
-    return x * keep_mask(x, p) * (1.0 / (1.0 - p))
+    return x * keep * (1.0 / (1.0 - p))
 
 
 def keep_mask(x, p):
