@@ -55,6 +55,7 @@ Our options:
     --report_dir=DIR                report: where to write the report (default reports)
 """
 import contextlib
+import ctypes
 import gc
 import os
 import random
@@ -272,7 +273,26 @@ def stop_on_signal(signum, frame):
                       f'as it was before', 128 + signum)
 
 
+def keep_freed_memory():
+    """Let glibc's malloc keep freed memory for the next allocation instead of handing it back.
+
+    By default a block over its mmap threshold (at most 32 MB) goes back to the
+    system when freed, and the next one is faulted in again page by page, zeroed:
+    a CPU training step allocates and frees hundreds of MB of activations, and
+    paid 50,000-400,000 page faults a step for it (docs/PERFORMANCE.md). The
+    computation is untouched. Other C libraries (macOS, musl) keep their ways."""
+    if not sys.platform.startswith('linux'):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-4, 0)  # M_MMAP_MAX: no block of its own mapping; all from the heap
+        libc.mallopt(-1, 2 ** 31 - 1)  # M_TRIM_THRESHOLD: the heap's free top kept, up to 2 GiB
+    except (OSError, AttributeError):
+        pass
+
+
 if __name__ == '__main__':
+    keep_freed_memory()
     # torch's hundreds of thousands of Python objects live as long as the process:
     # frozen, the garbage collector skips them in its passes (torch.optim's first use
     # imports torch._dynamo) and at exit. Frozen again at exit for what came since.

@@ -522,3 +522,23 @@ def test_a_ladder_stopped_by_sigterm_checkpoints_its_pretraining_and_the_same_co
     assert p.returncode == 0, p.stderr[-3000:]
     assert 'resuming' in p.stdout and not (out / 'vanilla-N5-seed0' / 'vanilla.pretrain.params.ckpt').exists()
     assert lines_of(out, 'ladder.tsv')[1].split('\t')[:2] == ['vanilla', '5']
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux') or __import__('platform').libc_ver()[0] != 'glibc',
+                    reason="run.py's allocator setting is glibc's (mallopt); other C libraries keep their own")
+def test_run_py_keeps_freed_memory_for_the_next_allocation():
+    """run.py's process keeps what it frees: a 64 MB tensor made again after it was freed
+    faults no page in (glibc by default unmaps it and faults its 16,384 pages in again)."""
+    code = ('import resource, sys, torch\n'
+            'sys.path.insert(0, "src")\n'
+            'if sys.argv[1] == "keep":\n'
+            '    import run; run.keep_freed_memory()\n'
+            'def faults():\n'
+            '    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n'
+            '    torch.ones(16 * 2 ** 20)\n'
+            '    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before\n'
+            'faults()\n'
+            'print(faults())\n')
+    faults = {how: int(subprocess.run([sys.executable, '-c', code, how], cwd=ROOT, capture_output=True,
+                                      text=True, check=True).stdout) for how in ('default', 'keep')}
+    assert faults['default'] > 10000 and faults['keep'] < 100, faults
