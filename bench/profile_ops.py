@@ -33,6 +33,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'src'))
+import run  # noqa: E402
 from submission import helper
 from tools import evaluate  # noqa: E402
 from submission.lib.batching import make_batch  # noqa: E402
@@ -93,6 +94,7 @@ def arguments():
 
 def main():
     args, data = arguments()
+    run.keep_freed_memory()  # as run.py's process does
     rows = int(args['--rows'])
     with open(os.path.join(data, 'wiki.txt'), encoding='utf-8') as f:
         ds = CharCorruptionDataset(f.read(), 128)
