@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -524,7 +525,7 @@ def test_a_ladder_stopped_by_sigterm_checkpoints_its_pretraining_and_the_same_co
     assert lines_of(out, 'ladder.tsv')[1].split('\t')[:2] == ['vanilla', '5']
 
 
-@pytest.mark.skipif(not sys.platform.startswith('linux') or __import__('platform').libc_ver()[0] != 'glibc',
+@pytest.mark.skipif(not sys.platform.startswith('linux') or platform.libc_ver()[0] != 'glibc',
                     reason="run.py's allocator setting is glibc's (mallopt); other C libraries keep their own")
 def test_run_py_keeps_freed_memory_for_the_next_allocation():
     """run.py's process keeps what it frees: a 64 MB tensor made again after it was freed
