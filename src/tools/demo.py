@@ -1,7 +1,7 @@
 """Demo: the whole knowledge-probe experiment on a synthetic world, with no course data.
 
-    cd src && python -m submission.demo [--out DIR] [--seed N | --seeds N] [--variant NAME|all]
-                                        [--one-bio] [--small] [--device D] [--threads N]
+    cd src && python -m tools.demo [--out DIR] [--seed N | --seeds N] [--variant NAME|all]
+                                    [--one-bio] [--small] [--device D] [--threads N]
 
 It writes a synthetic world (world.py) into runs/demo/, pretrains a small GPT
 with span corruption on its wiki.txt, finetunes it on the training people's
