@@ -528,18 +528,19 @@ def test_a_ladder_stopped_by_sigterm_checkpoints_its_pretraining_and_the_same_co
 @pytest.mark.skipif(not sys.platform.startswith('linux') or platform.libc_ver()[0] != 'glibc',
                     reason="run.py's allocator setting is glibc's (mallopt); other C libraries keep their own")
 def test_run_py_keeps_freed_memory_for_the_next_allocation():
-    """run.py's process keeps what it frees: a 64 MB tensor made again after it was freed
-    faults no page in (glibc by default unmaps it and faults its 16,384 pages in again)."""
+    """run.py's process keeps what it frees: a 48 MB tensor made after a 64 MB one was freed
+    faults no page in (glibc by default unmaps the 64 MB and faults the 48 MB's 12,288 pages in).
+    Smaller than the first, so that it fits the freed block whatever lies after it in the heap."""
     code = ('import resource, sys, torch\n'
             'sys.path.insert(0, "src")\n'
             'if sys.argv[1] == "keep":\n'
             '    import run; run.keep_freed_memory()\n'
-            'def faults():\n'
+            'def faults(n):\n'
             '    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n'
-            '    torch.ones(16 * 2 ** 20)\n'
+            '    torch.ones(n)\n'
             '    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before\n'
-            'faults()\n'
-            'print(faults())\n')
+            'faults(16 * 2 ** 20)\n'
+            'print(faults(12 * 2 ** 20))\n')
     faults = {how: int(subprocess.run([sys.executable, '-c', code, how], cwd=ROOT, capture_output=True,
                                       text=True, check=True).stdout) for how in ('default', 'keep')}
     assert faults['default'] > 10000 and faults['keep'] < 100, faults
