@@ -1,7 +1,7 @@
 """Did pretraining store the facts? A probe of a pretrained model, before any finetuning.
 
     python bench/recall.py VARIANT PARAMS [--corpus=FILE] [--questions=FILE] [--examples=N]
-                           [--device=DEVICE] [--threads=N]
+                           [--tail=N] [--device=DEVICE] [--threads=N]
 
 For every question<TAB>answer line of QUESTIONS (default: src/data/birth_dev.tsv), the person's
 biography is found in the pretraining corpus (default: src/data/wiki.txt; the first line that
@@ -15,7 +15,9 @@ birthplace is scored, character by character, given the masked biography (nats a
 falls before any birthplace is recalled, so it ranks models that recall none). The line
 printed says how many masked birthplaces the model recalls; a model that recalls few of them cannot answer "Where was X born?" about
 people it was not finetuned on, however it is finetuned. The finetuned model's own probe is the
-course's dev evaluation.
+course's dev evaluation. With --tail=N the biography is cut N characters after the birthplace:
+the windows a --salient_tail=N recipe shows around a masked place, where the whole line's suffix
+would be a form that recipe's salient draws never trained.
 """
 import argparse
 import os
@@ -33,14 +35,14 @@ import run  # noqa: E402
 from tools.report import biography, place_at  # noqa: E402
 
 
-def masked_prompt(doc, name, place, longest):
+def masked_prompt(doc, name, place, longest, tail=None):
     """The biography with the place's first mention after the name masked, in span corruption's
     order (prefix MASK suffix MASK), or None where the place is not within the first `longest`
-    characters (see place_at)."""
+    characters (see place_at); with `tail`, at most that many characters after the place."""
     at = place_at(doc, name, place)
     if at < 0 or at + len(place) > longest:
         return None
-    doc = doc[:longest]
+    doc = doc[:longest if tail is None else min(longest, at + len(place) + tail)]
     return doc[:at] + MASK_CHAR + doc[at + len(place):] + MASK_CHAR
 
 
@@ -92,11 +94,13 @@ def main(argv=None):
     parser.add_argument('--corpus', default=os.path.join(SRC, 'data', 'wiki.txt'))
     parser.add_argument('--questions', default=os.path.join(SRC, 'data', 'birth_dev.tsv'))
     parser.add_argument('--examples', default='0', help='print the first N probes')
+    parser.add_argument('--tail', default=None, help='show at most N characters after the masked birthplace')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', default=None)
     parser.add_argument('--bottleneck_dim', default=None, help='perceiver: its number of slots (default 32)')
     args = parser.parse_args(argv)
     args.examples = options.whole_number(args.examples, '--examples', low=0)
+    args.tail = args.tail and options.whole_number(args.tail, '--tail', low=0)
     args.threads = args.threads and options.whole_number(args.threads, '--threads', high=os.cpu_count() * 4)
     args.bottleneck_dim = options.bottleneck_dim(args.bottleneck_dim, args.variant)
     args.device = options.device_named(args.device)
@@ -107,7 +111,7 @@ def main(argv=None):
     text = files.read_text(args.corpus, '--corpus')
     dataset = CharCorruptionDataset(text, 128)
     model = pretrained(args.variant, args.params, dataset, args.device, args.bottleneck_dim)
-    print(probe(model, dataset, text, people(args.questions), args.device, args.examples)[3])
+    print(probe(model, dataset, text, people(args.questions), args.device, args.examples, args.tail)[3])
 
 
 def pretrained(variant, params, dataset, device, bottleneck_dim=None):
@@ -118,16 +122,16 @@ def pretrained(variant, params, dataset, device, bottleneck_dim=None):
     return model.eval()
 
 
-def probe(model, dataset, text, questions, device, examples=0):
+def probe(model, dataset, text, questions, device, examples=0, tail=None):
     """(recalled, probed, nats a birthplace character, the line that says so) for (name, place)
-    questions: each birthplace masked in its person's biography of the corpus `text`, filled in by
-    the model, and scored (surprise)."""
+    questions: each birthplace masked in its person's biography of the corpus `text` (cut `tail`
+    characters after it, if given), filled in by the model, and scored (surprise)."""
     longest = int(dataset.block_size * 7 / 8)  # CharCorruptionDataset's longest truncation
     lines = text.split('\n')
     probed = recalled = nats = chars = 0
     for name, place in questions:
         doc = biography(lines, name)
-        prompt = masked_prompt(doc, name, place, longest) if doc else None
+        prompt = masked_prompt(doc, name, place, longest, tail) if doc else None
         if prompt is None:
             continue
         guess = fill_in(model, prompt, dataset.stoi, dataset.itos, device, len(place) + 8)
@@ -142,7 +146,7 @@ def probe(model, dataset, text, questions, device, examples=0):
     return recalled, probed, per_char, (
         f'recalled {recalled} of {probed} masked birthplaces{share}, {per_char:.3f} nats a birthplace character '
         f'({len(questions) - probed} of {len(questions)} questions had none within {longest} characters of a '
-        f'biography)')
+        f'biography{"" if tail is None else f"; each cut {tail} characters after its birthplace"})')
 
 
 if __name__ == '__main__':

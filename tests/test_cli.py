@@ -279,6 +279,10 @@ def test_recall_masks_the_birthplace_after_the_name_and_reads_the_fill_until_pad
     assert recall.masked_prompt(doc, 'Lima Cruz', 'Lima', 112) == \
         f'Lima Cruz. Lima Cruz was born in {mask}, Peru, and sang.{mask}'
     assert recall.masked_prompt(doc, 'Lima Cruz', 'Lima', 36) is None  # ends past what pretraining shows
+    # --tail: the window a --salient_tail recipe shows, at most N characters past the place.
+    assert recall.masked_prompt(doc, 'Lima Cruz', 'Lima', 112, tail=6) == f'Lima Cruz. Lima Cruz was born in {mask}, Peru{mask}'
+    assert recall.masked_prompt(doc, 'Lima Cruz', 'Lima', 112, tail=0) == f'Lima Cruz. Lima Cruz was born in {mask}{mask}'
+    assert recall.masked_prompt(doc, 'Lima Cruz', 'Lima', 40, tail=30) == f'Lima Cruz. Lima Cruz was born in {mask}, P{mask}'
     assert recall.masked_prompt(doc, 'Ann Lee', 'Lima', 112) is None
     itos = [pad, mask, ' ', 'L', 'i', 'm', 'a', ',']
     stoi = {c: i for i, c in enumerate(itos)}
@@ -338,6 +342,14 @@ def test_recall_probes_every_dev_person_of_the_world_and_refuses_bad_files_in_on
     # Every world biography names the city in its first sentence, after the person.
     assert f' of {n_dev} masked birthplaces' in last and f'(0 of {n_dev} questions had none' in last, last
     assert int(last.split()[1]) <= n_dev and p.stdout.count('(answer: ') == 2
+    p = run([sys.executable, script, 'vanilla', str(params['vanilla']), *files, '--tail=4', '--examples=1'], tmp_path)
+    assert p.returncode == 0, p.stderr
+    shown = next(line for line in p.stdout.split('\n') if '(answer: ' in line).split(' -> ')[0]
+    assert shown.endswith(recall_module().MASK_CHAR + "'") and len(shown.split(recall_module().MASK_CHAR)[1]) <= 4, shown
+    assert p.stdout.strip().endswith(f'(0 of {n_dev} questions had none within 112 characters of a biography; '
+                                     'each cut 4 characters after its birthplace)'), p.stdout
+    assert_one_line_error(run([sys.executable, script, 'vanilla', str(params['vanilla']), *files, '--tail=-1'],
+                              tmp_path), '--tail=-1')
     p = run([sys.executable, script, 'synthesizer', str(params['vanilla']), *files], tmp_path)
     assert_one_line_error(p, 'vanilla', '--variant=vanilla')
     questions = tmp_path / 'questions.tsv'
