@@ -37,7 +37,7 @@ S=./submission
 CPU_RECIPE="--schedule_epochs=240 --salient_spans=0.5"
 recipe_go() {  # go, where an option given after the command replaces the CPU recipe's own
     local own=("${@:1:$# - ${#GIVEN[@]}}") kept=() a g
-    echo "note: the CPU recipe took about an hour end to end for vanilla on 2 cores of a CPU with native bf16 (AMD EPYC; 3 to 5 hours in fp32, as on CPUs with AVX2 only) and answered 7.7 % of dev (a mean of 3 seeds: 7.2, 6.6 and 9.4 %), under the course's 10 % (the synthesizer's, the perceiver's and rope's not yet measured); the course's pass marks need the course's own schedule, ./run.sh ${cmd%_cpu} (vanilla: 26.4 % of dev in 2 hours on 2 CPU cores with native bf16, 22.4 % after 7 hours in fp32; minutes on a GPU)" >&2
+    echo "note: the CPU recipe took about an hour end to end for vanilla on 2 cores of a CPU with native bf16 (AMD EPYC; 3 to 5 hours in fp32, as on CPUs with AVX2 only) and answered 7.7 % of dev (a mean of 3 seeds: 7.2, 6.6 and 9.4 %), under the course's 10 % (the synthesizer's: 5.6 % of dev, one seed, over its 5 %, in 3.5 hours of fp32 on an AVX2-only CPU; the perceiver's and rope's not yet measured); the course's pass marks need the course's own schedule, ./run.sh ${cmd%_cpu} (vanilla: 26.4 % of dev in 2 hours on 2 CPU cores with native bf16, 22.4 % after 7 hours in fp32; minutes on a GPU)" >&2
     for a in "${own[@]}"; do
         for g in "${GIVEN[@]}"; do
             [[ " $CPU_RECIPE " == *" $a "* && "${g%%=*}" == "${a%%=*}" ]] && continue 2
